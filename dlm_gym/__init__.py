@@ -1,0 +1,46 @@
+"""dlm-gym: visual non-prehensile planar manipulation (DLM, CoRL 2021) as a Gymnasium benchmark.
+
+Importing the package registers ``VideoPlanarManip-v0``::
+
+    import gymnasium as gym
+    import dlm_gym
+
+    env = gym.make("VideoPlanarManip-v0")
+"""
+
+from gymnasium.envs.registration import register, registry
+
+from dlm_gym.actions import action_to_command, command_to_action
+from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
+from dlm_gym.geometry import InvalidPolygonError
+from dlm_gym.metrics import object_trajectory_loss
+from dlm_gym.task import Task, sample_task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Task",
+    "sample_task",
+    "SceneConfig",
+    "DEFAULT_CONFIG",
+    "InvalidPolygonError",
+    "action_to_command",
+    "command_to_action",
+    "object_trajectory_loss",
+    "load_split",
+]
+
+
+def load_split(name: str, *args, **kwargs):
+    """Load a shipped (or given) dataset split; see :func:`dlm_gym.datasets.load_split`."""
+    from dlm_gym.datasets import load_split as _load_split
+
+    return _load_split(name, *args, **kwargs)
+
+
+if "VideoPlanarManip-v0" not in registry:
+    register(
+        id="VideoPlanarManip-v0",
+        entry_point="dlm_gym.envs.video_planar_manip:VideoPlanarManipEnv",
+        max_episode_steps=DEFAULT_CONFIG.horizon,
+    )

@@ -1,0 +1,223 @@
+"""VideoPlanarManip-v0: reproduce the object motion shown in a video with two point fingers.
+
+## Description
+A polygonal object (1 kg) stands on or above a ground with friction in a
+vertical (sagittal) plane under gravity. The observation shows a short video
+of the object moving, T = 5 keyframes 0.1 s apart; the agent commands two
+non-rolling point fingers so that the simulated object (pymunk) follows the
+same motion. This is the task of *A Differentiable Recipe for Learning Visual
+Non-Prehensile Planar Manipulation* (Aceituno et al., CoRL 2021).
+
+## Action space
+``Box(-1, 1, (N, 4), float32)`` with N = 2 fingers: per finger ``(x, y, f_x, f_y)``,
+the contact point and the force on the object at the current keyframe,
+normalised (see :mod:`dlm_gym.actions`: x, y span the camera view; forces span
++-40 N). :func:`dlm_gym.action_to_command` and :func:`dlm_gym.command_to_action`
+convert. Actions outside [-1, 1] are clipped; a wrong shape or NaN/inf raises
+``ValueError``.
+
+## Episode and timing
+One step per keyframe, T steps. Step 0 places the fingers at their commanded
+contact points and forces (no time passes: the object is at the first target
+pose, at rest). Each later step k sweeps the fingers' servo targets linearly
+from the command of keyframe k - 1 to that of keyframe k while the physics
+runs for 0.1 s; the object's pose at the end is the simulated keyframe
+``r*(k)``. The episode terminates after step T - 1.
+
+## Observation space
+``Dict``:
+- ``video``: ``(T, 50, 50, 3)`` uint8, the target video (object only), constant within an episode.
+- ``frame``: ``(50, 50, 3)`` uint8, the current scene (object and placed fingers), no overlays.
+- ``step``: ``Discrete(T + 1)``, how many steps have been taken.
+
+## Rewards
+``-e_k``, the share of keyframe k in the object-trajectory loss (the paper's
+unit, DESIGN.md section 5): the squared error in cm^2 of ``(x, y, 0.03 sin theta)``
+divided by ``3 T``. The return of an episode is minus its object-trajectory loss.
+
+## Info
+``task`` (the :class:`~dlm_gym.Task` being played; privileged planners may
+read it), ``keyframe``, ``pose``, ``target_pose``, ``pose_error`` and, at the
+last step, ``object_trajectory_loss`` and ``simulated_trajectory (T, 3)``.
+
+## Starting state and tasks
+``reset(seed=...)`` draws a task from the generator (Appendix A, 4-6 facets by
+default; see the constructor). ``reset(options={"task": task})`` plays a
+given :class:`~dlm_gym.Task`; ``reset(options={"split": name, "index": i})``
+plays a stored dataset task.
+
+## Arguments
+``gym.make("VideoPlanarManip-v0", render_mode=None, n_facets=(4, 6), shape="polygon", split=None, config=None)``.
+With ``split`` set, ``reset`` without a task draws a random task of that stored split.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from dlm_gym.actions import action_to_command, validate_action
+from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
+from dlm_gym.metrics import keyframe_errors, object_trajectory_loss
+from dlm_gym.render import Renderer
+from dlm_gym.scene import Scene
+from dlm_gym.task import Task, sample_task
+
+__all__ = ["VideoPlanarManipEnv"]
+
+
+class VideoPlanarManipEnv(gym.Env):
+    """Gymnasium environment for visual non-prehensile planar manipulation (see module docstring)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(
+        self,
+        render_mode: str | None = None,
+        *,
+        n_facets: int | tuple[int, int] = (4, 6),
+        shape: str = "polygon",
+        split: str | None = None,
+        config: SceneConfig | None = None,
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r} "
+                "(use gym.make(..., render_mode='human') for a window)"
+            )
+        self.config = cfg = config or DEFAULT_CONFIG
+        self.render_mode = render_mode
+        self.n_facets = n_facets
+        self.shape = shape
+        self.split = split
+        T, S = cfg.horizon, cfg.frame_size
+        self.observation_space = spaces.Dict(
+            {
+                "video": spaces.Box(0, 255, (T, S, S, 3), np.uint8),
+                "frame": spaces.Box(0, 255, (S, S, 3), np.uint8),
+                "step": spaces.Discrete(T + 1),
+            }
+        )
+        self.action_space = spaces.Box(-1.0, 1.0, (cfg.num_fingers, 4), np.float32)
+        self._scene = Scene(cfg)
+        self._renderer: Renderer | None = None
+        self.task: Task | None = None
+        self._video: np.ndarray | None = None
+        self._step = 0
+        self._commands: list[np.ndarray] = []
+        self._poses: list[np.ndarray] = []
+
+    # ------------------------------------------------------------------ API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.task = self._choose_task(options or {})
+        self._scene.reset(self.task.polygon, self.task.trajectory[0])
+        self._video = self._get_renderer().video(self.task.polygon, self.task.trajectory)
+        self._step = 0
+        self._commands = []
+        self._poses = [self._scene.object_pose]
+        return self._observation(), {"task": self.task, "keyframe": 0, "pose": self._poses[0].copy()}
+
+    def step(self, action):
+        if self.task is None:
+            raise RuntimeError("call reset() before step()")
+        if self._step >= self.config.horizon:
+            raise RuntimeError("the episode is over (all keyframes played); call reset()")
+        command = action_to_command(validate_action(action, self.config), self.config)
+        k = self._step
+        if k == 0:
+            self._scene.place_fingers(command)
+        else:
+            self._scene.run_interval(self._commands[-1], command)
+            self._poses.append(self._scene.object_pose)
+        self._commands.append(command)
+        self._step += 1
+
+        target = self.task.trajectory[k]
+        pose = self._poses[k]
+        error = float(keyframe_errors(pose[None], target[None]).item() / self.config.horizon)
+        terminated = self._step == self.config.horizon
+        info: dict[str, Any] = {
+            "task": self.task,
+            "keyframe": k,
+            "pose": pose.copy(),
+            "target_pose": target.copy(),
+            "pose_error": error,
+        }
+        if terminated:
+            sim = np.stack(self._poses)
+            info["simulated_trajectory"] = sim
+            info["object_trajectory_loss"] = float(object_trajectory_loss(sim, self.task.trajectory))
+        return self._observation(), -error, terminated, False, info
+
+    def render(self):
+        if self.render_mode != "rgb_array" or self.task is None:
+            return None
+        k = min(self._step, self.config.horizon) - 1
+        forces = self._scene.finger_forces if self._scene.fingers_placed else None
+        caption = f"keyframe {max(k, 0)}/{self.config.horizon - 1}"
+        return self._get_renderer().view(
+            self.task.polygon,
+            self._scene.object_pose,
+            targets=self.task.trajectory,
+            current=max(k, 0),
+            fingers=self._scene.finger_positions if self._scene.fingers_placed else None,
+            forces=forces,
+            caption=caption,
+        )
+
+    def close(self) -> None:
+        self._renderer = None
+
+    # -------------------------------------------------------------- helpers
+    @property
+    def simulated_trajectory(self) -> np.ndarray:
+        """Simulated keyframe poses so far, ``(k + 1, 3)``."""
+        return np.stack(self._poses)
+
+    def _get_renderer(self) -> Renderer:
+        if self._renderer is None:
+            self._renderer = Renderer(self.config)
+        return self._renderer
+
+    def _choose_task(self, options: dict[str, Any]) -> Task:
+        unknown = set(options) - {"task", "split", "index"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; use 'task', or 'split' and 'index'")
+        if "task" in options:
+            task = options["task"]
+            if not isinstance(task, Task):
+                raise TypeError(f"options['task'] must be a dlm_gym.Task, got {type(task).__name__}")
+            if task.horizon != self.config.horizon:
+                raise ValueError(f"task has T={task.horizon} keyframes but the env plays T={self.config.horizon}")
+            return task
+        split = options.get("split", self.split)
+        if split is not None:
+            from dlm_gym.datasets import load_split
+
+            tasks = load_split(split).tasks
+            if "index" in options:
+                index = int(options["index"])
+                if not 0 <= index < len(tasks):
+                    raise IndexError(f"split {split!r} has {len(tasks)} tasks; index {index} is out of range")
+            else:
+                index = int(self.np_random.integers(len(tasks)))
+            return tasks[index]
+        if "index" in options:
+            raise ValueError("options['index'] needs options['split'] (or an env made with split=...)")
+        seed = int(self.np_random.integers(2**31 - 1))
+        return sample_task(seed, n_facets=self.n_facets, shape=self.shape, config=self.config)
+
+    def _observation(self) -> dict[str, Any]:
+        scene = self._scene
+        fingers = scene.finger_positions if scene.fingers_placed else None
+        frame = self._get_renderer().frame(self.task.polygon, scene.object_pose, fingers)
+        return {"video": self._video.copy(), "frame": frame, "step": self._step}
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_renderer"] = None  # pygame surfaces do not pickle; a new one is made on demand
+        return state

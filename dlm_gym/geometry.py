@@ -1,0 +1,152 @@
+"""Planar polygon geometry: validation, mass properties, rigid transforms.
+
+Polygons are ``(N_F, 2)`` float arrays of vertices in order; facet ``f`` joins
+vertex ``f`` to vertex ``f + 1`` (cyclically). Poses are ``(x, y, theta)``.
+Everything here is plain NumPy and shared by the scene, the renderer, the
+contact mechanics and the task generators.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "InvalidPolygonError",
+    "validate_polygon",
+    "signed_area",
+    "centroid",
+    "polar_moment",
+    "rotation",
+    "transform",
+    "world_polygons",
+    "lowest_height",
+]
+
+
+class InvalidPolygonError(ValueError):
+    """A polygon is degenerate, self-intersecting or not finite."""
+
+
+def signed_area(vertices: np.ndarray) -> float:
+    """Shoelace area: positive for counter-clockwise vertex order."""
+    x, y = vertices[:, 0], vertices[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+
+
+def centroid(vertices: np.ndarray) -> np.ndarray:
+    """Area centroid (centre of mass at uniform density) of a simple polygon."""
+    x, y = vertices[:, 0], vertices[:, 1]
+    xn, yn = np.roll(x, -1), np.roll(y, -1)
+    cross = x * yn - xn * y
+    area = 0.5 * cross.sum()
+    return np.array([((x + xn) * cross).sum(), ((y + yn) * cross).sum()]) / (6.0 * area)
+
+
+def polar_moment(vertices: np.ndarray, mass: float) -> float:
+    """Moment of inertia about the centroid of a uniform polygon of the given mass."""
+    v = vertices - centroid(vertices)
+    x, y = v[:, 0], v[:, 1]
+    xn, yn = np.roll(x, -1), np.roll(y, -1)
+    cross = x * yn - xn * y
+    area = 0.5 * cross.sum()
+    second = (cross * (x * x + x * xn + xn * xn + y * y + y * yn + yn * yn)).sum() / 12.0
+    return float(mass * second / area)
+
+
+def _segments_cross(p1, p2, q1, q2, eps: float) -> bool:
+    """True if the closed segments p1p2 and q1q2 intersect (touching counts)."""
+
+    def orient(a, b, c):
+        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+    d1, d2 = orient(q1, q2, p1), orient(q1, q2, p2)
+    d3, d4 = orient(p1, p2, q1), orient(p1, p2, q2)
+    if ((d1 > eps and d2 < -eps) or (d1 < -eps and d2 > eps)) and (
+        (d3 > eps and d4 < -eps) or (d3 < -eps and d4 > eps)
+    ):
+        return True
+
+    def on_segment(a, b, c, d):  # c is collinear with ab and within its box
+        return abs(d) <= eps and min(a[0], b[0]) - eps <= c[0] <= max(a[0], b[0]) + eps and (
+            min(a[1], b[1]) - eps <= c[1] <= max(a[1], b[1]) + eps
+        )
+
+    return (
+        on_segment(q1, q2, p1, d1)
+        or on_segment(q1, q2, p2, d2)
+        or on_segment(p1, p2, q1, d3)
+        or on_segment(p1, p2, q2, d4)
+    )
+
+
+def validate_polygon(vertices, *, min_area: float = 1e-8, min_edge: float = 1e-6) -> np.ndarray:
+    """Check a polygon and return it as a counter-clockwise ``(N_F, 2)`` float64 array.
+
+    Raises:
+        InvalidPolygonError: if it has fewer than 3 vertices, non-finite
+            coordinates, a facet shorter than ``min_edge``, an area below
+            ``min_area`` or two facets that cross or touch (not simple).
+    """
+    try:
+        v = np.array(vertices, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPolygonError(f"polygon must be an (N, 2) array of numbers: {exc}") from None
+    if v.ndim != 2 or v.shape[1] != 2:
+        raise InvalidPolygonError(f"polygon must have shape (N, 2), got {v.shape}")
+    if v.shape[0] < 3:
+        raise InvalidPolygonError(f"polygon needs at least 3 vertices, got {v.shape[0]}")
+    if not np.all(np.isfinite(v)):
+        raise InvalidPolygonError("polygon has NaN or infinite coordinates")
+    edges = np.roll(v, -1, axis=0) - v
+    lengths = np.linalg.norm(edges, axis=1)
+    if np.any(lengths < min_edge):
+        f = int(np.argmin(lengths))
+        raise InvalidPolygonError(
+            f"polygon facet {f} has length {lengths[f]:.3g} m (< {min_edge:g}): remove repeated vertices"
+        )
+    area = signed_area(v)
+    if abs(area) < min_area:
+        raise InvalidPolygonError(f"polygon area {abs(area):.3g} m^2 is (near) zero")
+    n = v.shape[0]
+    eps = 1e-12 * max(1.0, float(np.abs(v).max()) ** 2)
+    for i in range(n):
+        for j in range(i + 1, n):
+            if j == i + 1 or (i == 0 and j == n - 1):
+                continue  # neighbouring facets share a vertex by construction
+            if _segments_cross(v[i], v[(i + 1) % n], v[j], v[(j + 1) % n], eps):
+                raise InvalidPolygonError(
+                    f"polygon is self-intersecting: facets {i} and {j} cross or touch"
+                )
+    # Neighbouring facets that fold back onto each other are also not simple.
+    for i in range(n):
+        a, b = edges[i - 1], edges[i]
+        cross = a[0] * b[1] - a[1] * b[0]
+        if abs(cross) <= 1e-12 * lengths[i - 1] * lengths[i] and np.dot(a, b) < 0:
+            raise InvalidPolygonError(f"polygon folds back on itself at vertex {i}")
+    if area < 0:
+        v = v[::-1].copy()
+    return v
+
+
+def rotation(theta) -> np.ndarray:
+    """2 x 2 rotation matrix (or a stack of them for an array of angles)."""
+    c, s = np.cos(theta), np.sin(theta)
+    return np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
+
+
+def transform(points: np.ndarray, pose) -> np.ndarray:
+    """Map object-frame points ``(..., 2)`` to the world frame at ``pose = (x, y, theta)``."""
+    pose = np.asarray(pose, dtype=np.float64)
+    return points @ rotation(pose[2]).T + pose[:2]
+
+
+def world_polygons(vertices: np.ndarray, poses: np.ndarray) -> np.ndarray:
+    """World-frame vertices ``(T, N_F, 2)`` of a polygon at each of ``poses (T, 3)``."""
+    poses = np.asarray(poses, dtype=np.float64)
+    rot = rotation(poses[:, 2])  # (T, 2, 2)
+    return np.einsum("tij,nj->tni", rot, vertices) + poses[:, None, :2]
+
+
+def lowest_height(vertices: np.ndarray, poses: np.ndarray) -> np.ndarray:
+    """Height above the ground ``(T,)`` of the lowest vertex at each pose."""
+    return world_polygons(vertices, np.atleast_2d(poses))[..., 1].min(axis=-1)

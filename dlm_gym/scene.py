@@ -1,0 +1,214 @@
+"""The pymunk sagittal scene: ground, one polygonal object, point fingers.
+
+This is the only physics of the project's environment. The object is a
+dynamic rigid body under gravity resting on or above a ground line with
+friction; a non-convex polygon becomes several convex pymunk shapes on one
+body. Each finger is a small circle of infinite moment (so it grips instead
+of rolling) that feels no gravity and is driven by an **impedance servo**
+(DESIGN.md section 2): a virtual anchor is placed at ``p_c + lambda_c / K`` and
+pulls the finger with a critically damped spring of stiffness ``K``. When the
+finger touches the object it therefore pushes with about ``lambda_c`` while
+staying at ``p_c``; pure position control could not squeeze.
+
+Finger commands are per keyframe: ``(x, y, f_x, f_y)`` for each finger, the
+contact point in metres and the force on the object in newtons (world frame).
+:meth:`Scene.place_fingers` puts the fingers at a keyframe command;
+:meth:`Scene.run_interval` then sweeps the anchors linearly to the next
+keyframe command while the physics advances by ``dt`` (this is why
+:mod:`dlm_gym.dynamics` models contact forces as piecewise linear in time).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pymunk
+import pymunk.autogeometry
+
+from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
+from dlm_gym.geometry import polar_moment
+
+__all__ = ["Scene", "convex_pieces"]
+
+# Collision categories: the object meets the ground and the fingers; fingers
+# pass through the ground and each other (two bodies of infinite mass or two
+# fingers must never push on each other).
+_GROUND, _OBJECT, _FINGER = 0b001, 0b010, 0b100
+_PARKED = pymunk.ShapeFilter(categories=0, mask=0)
+_PARK_POSITION = (0.0, -10.0)  # far below the ground, out of everything's way
+_FORCE_SCALE_FLOOR = 1.0  # N: below this the finger-radius offset fades out
+
+
+def convex_pieces(polygon: np.ndarray) -> list[list[tuple[float, float]]]:
+    """Split a simple CCW polygon into convex pieces for pymunk (itself if convex)."""
+    v = [tuple(map(float, p)) for p in polygon]
+    edges = np.roll(polygon, -1, axis=0) - polygon
+    turns = edges[:, 0] * np.roll(edges[:, 1], -1) - edges[:, 1] * np.roll(edges[:, 0], -1)
+    if np.all(turns > 0):
+        return [v]
+    pieces = pymunk.autogeometry.convex_decomposition(v + [v[0]], 0.0)
+    return [[(p.x, p.y) for p in piece[:-1]] for piece in pieces]
+
+
+def _servo_velocity(body: pymunk.Body, gravity, damping, dt: float) -> None:
+    """Velocity update of a finger: no gravity, an implicit spring-damper towards its anchor.
+
+    Implicit (backward Euler) integration keeps the stiff servo stable for
+    any K and substep; pymunk then adds the contact impulses on top.
+    """
+    ax, ay, avx, avy = body.servo_anchor
+    K, D, m = body.servo_gains
+    vx, vy = body.velocity
+    px, py = body.position
+    denom = m / dt + K * dt + D
+    body.velocity = (
+        (m * vx / dt + K * (ax - px) + D * avx) / denom,
+        (m * vy / dt + K * (ay - py) + D * avy) / denom,
+    )
+
+
+class Scene:
+    """A pymunk space with the ground, an object and ``config.num_fingers`` fingers.
+
+    Typical use::
+
+        scene = Scene(config)
+        scene.reset(task.polygon, task.trajectory[0])
+        scene.place_fingers(commands[0])                # keyframe 0
+        for k in range(1, T):
+            scene.run_interval(commands[k - 1], commands[k])
+            pose = scene.object_pose                    # simulated r*(k)
+    """
+
+    def __init__(self, config: SceneConfig = DEFAULT_CONFIG) -> None:
+        self.config = config
+        self.space = pymunk.Space()
+        self.space.gravity = (0.0, -config.gravity)
+        # pymunk's defaults are tuned for pixels; in metres 0.1 of slop would be 10 cm.
+        self.space.collision_slop = 1e-4
+        self.space.iterations = 30
+        ground = pymunk.Segment(self.space.static_body, (-50.0, -0.01), (50.0, -0.01), 0.01)
+        ground.friction = config.ground_friction  # contact friction is the product: ground x 1
+        ground.filter = pymunk.ShapeFilter(categories=_GROUND, mask=_OBJECT)
+        self.space.add(ground)
+
+        self.fingers: list[pymunk.Body] = []
+        self._finger_shapes: list[pymunk.Circle] = []
+        for _ in range(config.num_fingers):
+            body = pymunk.Body(config.finger_mass, math.inf)
+            body.servo_anchor = (0.0, 0.0, 0.0, 0.0)
+            body.servo_gains = (config.servo_stiffness, config.servo_damping, config.finger_mass)
+            body.velocity_func = _servo_velocity
+            body.position = _PARK_POSITION
+            shape = pymunk.Circle(body, config.finger_radius)
+            shape.friction = config.finger_friction
+            shape.filter = _PARKED
+            self.space.add(body, shape)
+            self.fingers.append(body)
+            self._finger_shapes.append(shape)
+
+        self.object: pymunk.Body | None = None
+        self._object_shapes: list[pymunk.Poly] = []
+        self.polygon: np.ndarray | None = None
+        self.fingers_placed = False
+        self.time = 0.0
+
+    # ------------------------------------------------------------------ setup
+    def reset(self, polygon: np.ndarray, pose, velocity=(0.0, 0.0, 0.0)) -> None:
+        """Put a new object (polygon in its centroid frame) at ``pose``, at rest by default, and park the fingers."""
+        cfg = self.config
+        if self.object is not None:
+            self.space.remove(self.object, *self._object_shapes)
+        body = pymunk.Body(cfg.mass, polar_moment(polygon, cfg.mass))
+        body.position = (float(pose[0]), float(pose[1]))
+        body.angle = float(pose[2])
+        body.velocity = (float(velocity[0]), float(velocity[1]))
+        body.angular_velocity = float(velocity[2])
+        shapes = []
+        for piece in convex_pieces(polygon):
+            shape = pymunk.Poly(body, piece)
+            shape.friction = 1.0  # so object-ground = mu_e and object-finger = mu_c
+            shape.filter = pymunk.ShapeFilter(categories=_OBJECT, mask=_GROUND | _FINGER)
+            shapes.append(shape)
+        self.space.add(body, *shapes)
+        self.object, self._object_shapes = body, shapes
+        self.polygon = np.asarray(polygon, dtype=np.float64)
+        for body, shape in zip(self.fingers, self._finger_shapes):
+            body.position = _PARK_POSITION
+            body.velocity = (0.0, 0.0)
+            body.servo_anchor = (*_PARK_POSITION, 0.0, 0.0)
+            shape.filter = _PARKED
+        self.fingers_placed = False
+        self.time = 0.0
+
+    # ---------------------------------------------------------------- fingers
+    def _anchor(self, command) -> tuple[float, float]:
+        """Servo anchor of a command: the finger centre sits one radius behind the contact, the spring adds lambda / K."""
+        x, y, fx, fy = (float(c) for c in command)
+        cfg = self.config
+        norm = math.hypot(fx, fy)
+        back = cfg.finger_radius / max(norm, _FORCE_SCALE_FLOOR)
+        k_inv = 1.0 / cfg.servo_stiffness
+        return x - back * fx + k_inv * fx, y - back * fy + k_inv * fy
+
+    def place_fingers(self, commands: np.ndarray) -> None:
+        """Put each finger at its keyframe command (contact point, force) with the servo engaged."""
+        cfg = self.config
+        for body, shape, cmd in zip(self.fingers, self._finger_shapes, commands):
+            x, y, fx, fy = (float(c) for c in cmd)
+            back = cfg.finger_radius / max(math.hypot(fx, fy), _FORCE_SCALE_FLOOR)
+            body.position = (x - back * fx, y - back * fy)
+            body.velocity = (0.0, 0.0)
+            body.servo_anchor = (*self._anchor(cmd), 0.0, 0.0)
+            shape.filter = pymunk.ShapeFilter(categories=_FINGER, mask=_OBJECT)
+        for body in self.fingers:
+            self.space.reindex_shapes_for_body(body)
+        self.fingers_placed = True
+
+    def run_interval(self, start: np.ndarray, end: np.ndarray) -> None:
+        """Advance ``dt`` seconds while each finger's anchor sweeps linearly from command ``start`` to ``end``."""
+        cfg = self.config
+        n, h = cfg.substeps, cfg.substep_dt
+        anchors = [(self._anchor(a), self._anchor(b)) for a, b in zip(start, end)]
+        rates = [((b[0] - a[0]) / cfg.dt, (b[1] - a[1]) / cfg.dt) for a, b in anchors]
+        step = self.space.step
+        for i in range(n):
+            s = (i + 1) / n  # the implicit servo pulls towards the end-of-substep anchor
+            for body, (a, b), rate in zip(self.fingers, anchors, rates):
+                body.servo_anchor = (a[0] + s * (b[0] - a[0]), a[1] + s * (b[1] - a[1]), *rate)
+            step(h)
+        self.time += cfg.dt
+
+    # ----------------------------------------------------------------- state
+    @property
+    def object_pose(self) -> np.ndarray:
+        """Simulated pose ``(x, y, theta)`` of the object frame (centroid)."""
+        b = self.object
+        return np.array([b.position.x, b.position.y, b.angle])
+
+    @property
+    def object_velocity(self) -> np.ndarray:
+        b = self.object
+        return np.array([b.velocity.x, b.velocity.y, b.angular_velocity])
+
+    @property
+    def finger_positions(self) -> np.ndarray:
+        """Finger centres ``(N, 2)``; parked fingers report NaN."""
+        if not self.fingers_placed:
+            return np.full((len(self.fingers), 2), np.nan)
+        return np.array([[b.position.x, b.position.y] for b in self.fingers])
+
+    @property
+    def finger_forces(self) -> np.ndarray:
+        """Current servo force ``(N, 2)`` of each finger, i.e. what it pushes with (zero when parked)."""
+        if not self.fingers_placed:
+            return np.zeros((len(self.fingers), 2))
+        K, D = self.config.servo_stiffness, self.config.servo_damping
+        out = []
+        for b in self.fingers:
+            ax, ay, avx, avy = b.servo_anchor
+            out.append(
+                [K * (ax - b.position.x) + D * (avx - b.velocity.x), K * (ay - b.position.y) + D * (avy - b.velocity.y)]
+            )
+        return np.array(out)
