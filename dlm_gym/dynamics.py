@@ -10,8 +10,9 @@ at rest, its keyframe poses then obey, per coordinate of ``r = (x, y, theta)``::
 
 where ``a(k) = r''(k)`` is the acceleration at keyframe k. These T - 1
 equations leave one degree of freedom per coordinate among the T
-accelerations; we take the minimum-norm solution, a fixed linear map of the
-trajectory (:func:`keyframe_accelerations`). The wrench the contacts must then
+accelerations; we take the smoothest solution, the one whose consecutive
+accelerations differ least (so a constant force is recovered exactly). It is a
+fixed linear map of the trajectory (:func:`keyframe_accelerations`). The wrench the contacts must then
 supply at keyframe k is ``M r''(k) + G`` (paper eq. 2, :func:`required_wrench`).
 """
 
@@ -45,13 +46,21 @@ def _operators(horizon: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
     return B, V
 
 
+@functools.lru_cache(maxsize=16)
 def acceleration_operator(horizon: int, dt: float) -> np.ndarray:
-    """``A (T, T)`` such that ``r''(t) = A @ r(t)`` column-wise (minimum-norm accelerations)."""
+    """``A (T, T)`` such that ``r''(t) = A @ r(t)`` column-wise (the smoothest consistent accelerations)."""
     B, _ = _operators(horizon, dt)
-    pinv = np.linalg.pinv(B)  # (T, T-1)
+    _, _, vt = np.linalg.svd(B)
+    null = vt[-1]  # B has full row rank T - 1: one null direction
+    D = np.diff(np.eye(horizon), axis=0)  # consecutive differences of the accelerations
+    Dn = D @ null
+    # a = a_p + s * null with s minimising |D a|^2: a projection along the null direction.
+    smooth = np.eye(horizon) - np.outer(null, Dn @ D) / (Dn @ Dn)
+    pinv = smooth @ np.linalg.pinv(B)  # (T, T-1)
     A = np.zeros((horizon, horizon))
     A[:, 1:] = pinv
     A[:, 0] = -pinv.sum(axis=1)
+    A.setflags(write=False)
     return A
 
 

@@ -104,9 +104,6 @@ def validate_polygon(vertices, *, min_area: float = 1e-8, min_edge: float = 1e-6
         raise InvalidPolygonError(
             f"polygon facet {f} has length {lengths[f]:.3g} m (< {min_edge:g}): remove repeated vertices"
         )
-    area = signed_area(v)
-    if abs(area) < min_area:
-        raise InvalidPolygonError(f"polygon area {abs(area):.3g} m^2 is (near) zero")
     n = v.shape[0]
     eps = 1e-12 * max(1.0, float(np.abs(v).max()) ** 2)
     for i in range(n):
@@ -123,6 +120,9 @@ def validate_polygon(vertices, *, min_area: float = 1e-8, min_edge: float = 1e-6
         cross = a[0] * b[1] - a[1] * b[0]
         if abs(cross) <= 1e-12 * lengths[i - 1] * lengths[i] and np.dot(a, b) < 0:
             raise InvalidPolygonError(f"polygon folds back on itself at vertex {i}")
+    area = signed_area(v)
+    if abs(area) < min_area:
+        raise InvalidPolygonError(f"polygon area {abs(area):.3g} m^2 is (near) zero")
     if area < 0:
         v = v[::-1].copy()
     return v

@@ -1,0 +1,210 @@
+"""Dataset splits: tasks with their video, mechanical parameters and oracle actions.
+
+One compressed ``.npz`` file per split (DESIGN.md section 3). The shipped
+splits live in ``dlm_gym/data/`` and are made by ``examples/generate_dataset.py``.
+
+File layout (format version :data:`FORMAT_VERSION`), ``n`` tasks, ``T``
+keyframes, ``N`` fingers, polygons zero-padded to ``V`` vertices:
+
+============================  ==========================  ==========================================
+key                           shape, dtype                meaning
+============================  ==========================  ==========================================
+``format_version``            (), int64                   :data:`FORMAT_VERSION`
+``meta``                      (), str (JSON)              generator settings, seeds, rejection rate
+``polygon``                   (n, V, 2), float64          object-frame vertices (CCW, centroid at 0)
+``n_vertices``                (n,), int64                 vertices actually used per polygon
+``trajectory``                (n, T, 3), float64          target poses r(t)
+``seed``                      (n,), int64                 the seed each task was sampled with
+``video``                     (n, T, S, S, 3), uint8      the target video
+``commands``                  (n, T, N, 4), float64       oracle plan: p_c(t) (m) and lambda_c(t) (N)
+``oracle_cost``               (n,), float64               optimal value of eq. 11
+``oracle_solve_s``            (n,), float64               oracle wall time per task
+``param/<name>``              (n, T, ...), float64        mechanical parameters P(t), see mechanics
+============================  ==========================  ==========================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from dlm_gym.task import Task
+
+__all__ = [
+    "FORMAT_VERSION",
+    "DATA_DIR",
+    "SPLIT_NAMES",
+    "DatasetError",
+    "Split",
+    "available_splits",
+    "split_path",
+    "load_split",
+    "save_split",
+]
+
+FORMAT_VERSION = 1
+DATA_DIR = Path(__file__).resolve().parent / "data"
+SPLIT_NAMES = ("train", "finetune", "test", "family", "smooth")
+"""The shipped splits, in the order tables show them."""
+
+
+class DatasetError(ValueError):
+    """A split file is missing, corrupt, truncated or of another format version."""
+
+
+@dataclasses.dataclass
+class Split:
+    """A loaded split. ``tasks[i]`` goes with ``videos[i]``, ``commands[i]`` and ``params[k][i]``."""
+
+    name: str
+    tasks: list[Task]
+    videos: np.ndarray
+    commands: np.ndarray
+    oracle_cost: np.ndarray
+    oracle_solve_s: np.ndarray
+    params: dict[str, np.ndarray]
+    meta: dict
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+
+def available_splits(data_dir: Path | str = DATA_DIR) -> list[str]:
+    """Names of the splits present in ``data_dir``, in :data:`SPLIT_NAMES` order first."""
+    found = {p.stem for p in Path(data_dir).glob("*.npz")}
+    return [s for s in SPLIT_NAMES if s in found] + sorted(found - set(SPLIT_NAMES))
+
+
+def split_path(name: str, data_dir: Path | str = DATA_DIR) -> Path:
+    """Where the split ``name`` lives (a path ending in ``.npz`` is taken as is)."""
+    if name.endswith(".npz"):
+        return Path(name)
+    return Path(data_dir) / f"{name}.npz"
+
+
+_REQUIRED = {
+    "format_version": 0,
+    "meta": 0,
+    "polygon": 3,
+    "n_vertices": 1,
+    "trajectory": 3,
+    "seed": 1,
+    "video": 5,
+    "commands": 4,
+    "oracle_cost": 1,
+    "oracle_solve_s": 1,
+}
+
+_CACHE: dict[tuple[str, float], Split] = {}
+
+
+def load_split(name: str, data_dir: Path | str = DATA_DIR) -> Split:
+    """Load a split by name (``"train"``, ``"family"``, ...) or by ``.npz`` path.
+
+    Loaded splits are cached per file and modification time; treat them as read-only.
+
+    Raises:
+        DatasetError: naming the file, if it is missing, corrupt, truncated,
+            of another format version or has inconsistent shapes.
+    """
+    path = split_path(name, data_dir)
+    if not path.exists():
+        have = ", ".join(available_splits(data_dir)) or "none"
+        raise DatasetError(
+            f"no split file {path} (available splits: {have}); "
+            "run `python examples/generate_dataset.py` to make the splits"
+        )
+    key = (str(path.resolve()), path.stat().st_mtime)
+    if key in _CACHE:
+        return _CACHE[key]
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+        raise DatasetError(f"{path}: not a readable .npz split file ({exc}); regenerate it") from None
+    missing = [k for k in _REQUIRED if k not in data]
+    if missing:
+        raise DatasetError(f"{path}: missing array(s) {missing}; the file is truncated or not a dlm-gym split")
+    version = int(data["format_version"])
+    if version != FORMAT_VERSION:
+        raise DatasetError(
+            f"{path}: format version {version}, this dlm-gym reads version {FORMAT_VERSION}; regenerate the split"
+        )
+    for k, ndim in _REQUIRED.items():
+        if data[k].ndim != ndim:
+            raise DatasetError(f"{path}: array {k!r} has {data[k].ndim} dimensions, expected {ndim}")
+    n = data["trajectory"].shape[0]
+    for k in _REQUIRED:
+        if k not in ("format_version", "meta") and data[k].shape[0] != n:
+            raise DatasetError(f"{path}: array {k!r} has {data[k].shape[0]} rows, expected {n}")
+    params = {k.split("/", 1)[1]: v for k, v in data.items() if k.startswith("param/")}
+    for k, v in params.items():
+        if v.shape[0] != n:
+            raise DatasetError(f"{path}: parameter {k!r} has {v.shape[0]} rows, expected {n}")
+    try:
+        meta = json.loads(str(data["meta"]))
+        stem = path.stem
+        tasks = [
+            Task(
+                data["polygon"][i, : int(data["n_vertices"][i])],
+                data["trajectory"][i],
+                seed=int(data["seed"][i]),
+                name=f"{stem}/{i}",
+            )
+            for i in range(n)
+        ]
+    except (ValueError, TypeError) as exc:
+        raise DatasetError(f"{path}: invalid content ({exc}); regenerate the split") from None
+    split = Split(
+        name=path.stem,
+        tasks=tasks,
+        videos=data["video"],
+        commands=data["commands"],
+        oracle_cost=data["oracle_cost"],
+        oracle_solve_s=data["oracle_solve_s"],
+        params=params,
+        meta=meta,
+    )
+    _CACHE[key] = split
+    return split
+
+
+def save_split(
+    path: Path | str,
+    tasks: list[Task],
+    videos: np.ndarray,
+    commands: np.ndarray,
+    oracle_cost: np.ndarray,
+    oracle_solve_s: np.ndarray,
+    params: dict[str, np.ndarray],
+    meta: dict,
+) -> Path:
+    """Write a split file (see the module docstring for the layout); returns its path."""
+    path = Path(path)
+    n = len(tasks)
+    width = max(t.n_facets for t in tasks)
+    polygon = np.zeros((n, width, 2))
+    for i, t in enumerate(tasks):
+        polygon[i, : t.n_facets] = t.polygon
+    arrays = {
+        "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
+        "meta": np.array(json.dumps(meta, sort_keys=True)),
+        "polygon": polygon,
+        "n_vertices": np.array([t.n_facets for t in tasks], dtype=np.int64),
+        "trajectory": np.stack([t.trajectory for t in tasks]),
+        "seed": np.array([-1 if t.seed is None else t.seed for t in tasks], dtype=np.int64),
+        "video": np.asarray(videos, dtype=np.uint8),
+        "commands": np.asarray(commands, dtype=np.float64),
+        "oracle_cost": np.asarray(oracle_cost, dtype=np.float64),
+        "oracle_solve_s": np.asarray(oracle_solve_s, dtype=np.float64),
+    }
+    arrays.update({f"param/{k}": np.asarray(v, dtype=np.float64) for k, v in params.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)  # atomic: a crash never leaves a half-written split behind
+    return path

@@ -1,0 +1,72 @@
+#!/usr/bin/env python
+"""Speed figures of dlm-gym, printed as a table and optionally written as JSON.
+
+Each figure has a stable JSON key (documented in the README):
+
+- ``env_episode_s``: median wall seconds of one full episode (reset with its
+  5-frame target video, then T = 5 steps with their observation frames) on one core.
+- ``env_steps_per_s``: environment steps per second over the same episodes,
+  resets and rendering included.
+
+Examples:
+    python examples/benchmark.py
+    python examples/benchmark.py --episodes 500 --json bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def bench_env(episodes: int, seed: int) -> dict[str, float]:
+    """Time full episodes of VideoPlanarManip-v0 with random actions."""
+    from dlm_gym.envs.video_planar_manip import VideoPlanarManipEnv
+
+    env = VideoPlanarManipEnv()
+    env.action_space.seed(seed)
+    actions = [env.action_space.sample() for _ in range(env.config.horizon)]
+    env.reset(seed=seed)  # warm-up: imports, first render surface
+    durations, steps = [], 0
+    for i in range(episodes):
+        start = time.perf_counter()
+        env.reset(seed=seed + i)
+        for a in actions:
+            env.step(a)
+        durations.append(time.perf_counter() - start)
+        steps += len(actions)
+    return {"env_episode_s": float(np.median(durations)), "env_steps_per_s": steps / float(np.sum(durations))}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--episodes", type=int, default=200, help="episodes timed for the env figures (default: 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the tasks and actions (default: 0)")
+    p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the figures as JSON to PATH")
+    args = p.parse_args(argv)
+    if args.episodes < 1:
+        p.error("--episodes must be >= 1")
+    # One core, as the figures are quoted: keep BLAS and torch from spreading out.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+    figures: dict[str, float] = {}
+    figures.update(bench_env(args.episodes, args.seed))
+
+    width = max(map(len, figures))
+    for key, value in figures.items():
+        print(f"{key.ljust(width)}  {value:.6g}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2, sort_keys=True))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The one rollout loop that judges every policy of the zoo.
+
+It plays a policy on tasks in the real environment (pymunk), one episode per
+task, and returns per-task results: the object-trajectory loss (paper units),
+the return and the policy's compute time per datapoint. It uses a plain
+single environment, so no vector-env autoreset detail can leak into results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Iterable, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from dlm_gym.envs.video_planar_manip import VideoPlanarManipEnv
+from dlm_gym.task import Task
+from policies.base import Policy
+
+__all__ = ["EpisodeResult", "rollout", "evaluate", "summarize"]
+
+
+@dataclasses.dataclass
+class EpisodeResult:
+    """What one episode of a policy on a task produced."""
+
+    task_name: str
+    loss: float
+    """Object-trajectory loss in cm^2 (DESIGN.md section 5)."""
+    episode_return: float
+    forward_s: float
+    """Seconds the policy spent computing (``reset`` plus every ``act``) for this datapoint."""
+    simulated_trajectory: np.ndarray
+    frames: list[np.ndarray] | None = None
+    """``rgb_array`` views after reset and after each step, when recorded."""
+
+    def to_json(self) -> dict:
+        return {
+            "task": self.task_name,
+            "loss": self.loss,
+            "return": self.episode_return,
+            "forward_s": self.forward_s,
+        }
+
+
+def rollout(
+    policy: Policy, task: Task, *, env: VideoPlanarManipEnv | None = None, record: bool = False
+) -> EpisodeResult:
+    """Play one episode of ``policy`` on ``task``."""
+    if env is None or (record and env.render_mode != "rgb_array"):
+        env = VideoPlanarManipEnv(render_mode="rgb_array" if record else None, config=policy.config)
+    obs, info = env.reset(options={"task": task})
+    frames = [env.render()] if record else None
+    start = time.perf_counter()
+    policy.reset(obs, info)
+    compute = time.perf_counter() - start
+    total, terminated, truncated = 0.0, False, False
+    while not (terminated or truncated):
+        start = time.perf_counter()
+        action = policy.act(obs)
+        compute += time.perf_counter() - start
+        obs, reward, terminated, truncated, info = env.step(action)
+        total += float(reward)
+        if record:
+            frames.append(env.render())
+    return EpisodeResult(
+        task_name=task.name or f"seed-{task.seed}",
+        loss=float(info["object_trajectory_loss"]),
+        episode_return=total,
+        forward_s=compute,
+        simulated_trajectory=info["simulated_trajectory"],
+        frames=frames,
+    )
+
+
+def _resolve_tasks(tasks: str | Sequence[Task] | Iterable[Task]) -> list[Task]:
+    if isinstance(tasks, str):
+        from dlm_gym.datasets import load_split
+
+        return list(load_split(tasks).tasks)
+    return list(tasks)
+
+
+def evaluate(
+    policy: Policy,
+    tasks: str | Sequence[Task],
+    *,
+    record: bool = False,
+    progress: bool = True,
+    desc: str | None = None,
+) -> list[EpisodeResult]:
+    """Run ``policy`` once on every task of a split name or a list of tasks."""
+    task_list = _resolve_tasks(tasks)
+    env = VideoPlanarManipEnv(render_mode="rgb_array" if record else None, config=policy.config)
+    label = desc or (tasks if isinstance(tasks, str) else f"{policy.name}")
+    results = []
+    for task in tqdm(task_list, desc=label, disable=not progress, leave=False):
+        results.append(rollout(policy, task, env=env, record=record))
+    env.close()
+    return results
+
+
+def summarize(results: Sequence[EpisodeResult]) -> dict:
+    """Mean, std and median loss, and the mean forward time per datapoint, of a set of episodes."""
+    if not results:
+        raise ValueError("no results to summarize")
+    losses = np.array([r.loss for r in results])
+    return {
+        "n": len(results),
+        "loss_mean": float(losses.mean()),
+        "loss_std": float(losses.std()),
+        "loss_median": float(np.median(losses)),
+        "forward_s": float(np.mean([r.forward_s for r in results])),
+    }

@@ -1,0 +1,118 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import policies
+from dlm_gym.config import DEFAULT_CONFIG
+from dlm_gym.envs.video_planar_manip import VideoPlanarManipEnv
+from dlm_gym.task import sample_task
+from policies.base import OpenLoopPolicy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_registry_lists_and_builds_the_baselines():
+    names = policies.available_policies()
+    assert {"noop", "random"} <= set(names)
+    for name in ("noop", "random"):
+        p = policies.make_policy(name)
+        assert isinstance(p, policies.Policy) and p.name == name
+
+
+def test_unknown_policy_names_the_closest_match():
+    with pytest.raises(policies.UnknownPolicyError, match="Did you mean 'noop'.*Available: .*random"):
+        policies.make_policy("nop")
+
+
+def test_noop_keeps_the_fingers_clear_of_the_object():
+    """The do-nothing policy gives the same motion as a scene whose fingers were never placed."""
+    task = sample_task(4)
+    result = policies.rollout(policies.make_policy("noop"), task)
+    env = VideoPlanarManipEnv()
+    env.reset(options={"task": task})
+    scene = env._scene
+    poses = [scene.object_pose]
+    for _ in range(DEFAULT_CONFIG.horizon - 1):
+        scene.run_interval(np.zeros((2, 4)), np.zeros((2, 4)))  # fingers parked far away
+        poses.append(scene.object_pose)
+    assert np.allclose(result.simulated_trajectory, np.stack(poses), atol=1e-9)
+
+
+def test_rollouts_are_deterministic_and_return_matches_loss():
+    tasks = [sample_task(s) for s in range(3)]
+    a = policies.evaluate(policies.make_policy("random", seed=1), tasks, progress=False)
+    b = policies.evaluate(policies.make_policy("random", seed=1), tasks, progress=False)
+    assert [r.loss for r in a] == [r.loss for r in b]
+    for r in a:
+        assert r.episode_return == pytest.approx(-r.loss)
+        assert r.forward_s >= 0
+    s = policies.summarize(a)
+    assert s["n"] == 3 and s["loss_mean"] == pytest.approx(np.mean([r.loss for r in a]))
+
+
+def test_rollout_records_frames():
+    r = policies.rollout(policies.make_policy("noop"), sample_task(0), record=True)
+    assert len(r.frames) == DEFAULT_CONFIG.horizon + 1
+    assert r.frames[0].shape == (DEFAULT_CONFIG.render_size, DEFAULT_CONFIG.render_size, 3)
+
+
+class _Replay(OpenLoopPolicy):
+    name = "replay"
+
+    def __init__(self, commands):
+        super().__init__()
+        self.commands = commands
+
+    def plan(self, obs, info):
+        return self.commands
+
+
+def test_open_loop_policy_checks_its_plan_and_plays_it_back():
+    task = sample_task(0)
+    bad = _Replay(np.zeros((3, 2, 4)))
+    env = VideoPlanarManipEnv()
+    obs, info = env.reset(options={"task": task})
+    with pytest.raises(ValueError, match=r"shape \(5, 2, 4\)"):
+        bad.reset(obs, info)
+    cmds = np.zeros((5, 2, 4))
+    cmds[:, :, 1] = 0.7
+    good = _Replay(cmds)
+    good.reset(obs, info)
+    mid_y = sum(DEFAULT_CONFIG.view_y) / 2
+    half_y = (DEFAULT_CONFIG.view_y[1] - DEFAULT_CONFIG.view_y[0]) / 2
+    assert np.allclose(good.act({"step": 2})[:, 1], (0.7 - mid_y) / half_y)
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "evaluate.py"), *args], capture_output=True, text=True, cwd=ROOT
+    )
+
+
+def test_evaluate_cli_help_and_bad_flags():
+    out = run_cli("--help")
+    assert out.returncode == 0 and "--policy" in out.stdout and "--json" in out.stdout
+    out = run_cli("--policy", "nop", "--generated", "1")
+    assert out.returncode == 2 and "Did you mean 'noop'" in out.stderr
+    out = run_cli("--generated", "-3")
+    assert out.returncode == 2 and "--generated must be >= 0" in out.stderr
+    out = run_cli("--bogus")
+    assert out.returncode == 2 and "unrecognized arguments" in out.stderr
+
+
+def test_evaluate_cli_json_is_reproducible(tmp_path):
+    outputs = []
+    for name in ("a.json", "b.json"):
+        out = run_cli("--policy", "random", "--split", "--generated", "3", "--no-progress", "--json", str(tmp_path / name))
+        assert out.returncode == 0, out.stderr
+        rows = json.loads((tmp_path / name).read_text())["results"]
+        for row in rows:
+            row.pop("forward_s")
+        outputs.append(rows)
+    assert outputs[0] == outputs[1]
+    assert outputs[0][0]["policy"] == "random" and outputs[0][0]["n"] == 3
+    assert set(outputs[0][0]) == {"policy", "split", "n", "loss_mean", "loss_std", "loss_median"}
