@@ -10,6 +10,14 @@ pulls the finger with a critically damped spring of stiffness ``K``. When the
 finger touches the object it therefore pushes with about ``lambda_c`` while
 staying at ``p_c``; pure position control could not squeeze.
 
+The servo runs inside pymunk's C solver, with no Python callback per
+substep: the anchor is a kinematic body that pymunk itself moves at constant
+velocity over an interval, and the isotropic spring-damper is two
+``DampedSpring`` s whose far ends sit ``_AXIS_LENGTH`` metres away along x and
+y, so each acts along one axis only. The finger's weight is cancelled exactly
+by raising the anchor ``m_f g / K`` (a linear spring adds a constant force
+for a constant offset), which is how the fingers "feel no gravity".
+
 Finger commands are per keyframe: ``(x, y, f_x, f_y)`` for each finger, the
 contact point in metres and the force on the object in newtons (world frame).
 :meth:`Scene.place_fingers` puts the fingers at a keyframe command;
@@ -38,6 +46,7 @@ _GROUND, _OBJECT, _FINGER = 0b001, 0b010, 0b100
 _PARKED = pymunk.ShapeFilter(categories=0, mask=0)
 _PARK_POSITION = (0.0, -10.0)  # far below the ground, out of everything's way
 _FORCE_SCALE_FLOOR = 1.0  # N: below this the finger-radius offset fades out
+_AXIS_LENGTH = 100.0  # m: a spring this long is straight along its axis to ~1e-6 for cm offsets
 
 
 def convex_pieces(polygon: np.ndarray) -> list[list[tuple[float, float]]]:
@@ -49,23 +58,6 @@ def convex_pieces(polygon: np.ndarray) -> list[list[tuple[float, float]]]:
         return [v]
     pieces = pymunk.autogeometry.convex_decomposition(v + [v[0]], 0.0)
     return [[(p.x, p.y) for p in piece[:-1]] for piece in pieces]
-
-
-def _servo_velocity(body: pymunk.Body, gravity, damping, dt: float) -> None:
-    """Velocity update of a finger: no gravity, an implicit spring-damper towards its anchor.
-
-    Implicit (backward Euler) integration keeps the stiff servo stable for
-    any K and substep; pymunk then adds the contact impulses on top.
-    """
-    ax, ay, avx, avy = body.servo_anchor
-    K, D, m = body.servo_gains
-    vx, vy = body.velocity
-    px, py = body.position
-    denom = m / dt + K * dt + D
-    body.velocity = (
-        (m * vx / dt + K * (ax - px) + D * avx) / denom,
-        (m * vy / dt + K * (ay - py) + D * avy) / denom,
-    )
 
 
 class Scene:
@@ -94,18 +86,24 @@ class Scene:
         self.space.add(ground)
 
         self.fingers: list[pymunk.Body] = []
+        self._anchors: list[pymunk.Body] = []
         self._finger_shapes: list[pymunk.Circle] = []
+        L = _AXIS_LENGTH
         for _ in range(config.num_fingers):
             body = pymunk.Body(config.finger_mass, math.inf)
-            body.servo_anchor = (0.0, 0.0, 0.0, 0.0)
-            body.servo_gains = (config.servo_stiffness, config.servo_damping, config.finger_mass)
-            body.velocity_func = _servo_velocity
             body.position = _PARK_POSITION
+            anchor = pymunk.Body(body_type=pymunk.Body.KINEMATIC)
+            anchor.position = self._lift(_PARK_POSITION)
+            springs = [
+                pymunk.DampedSpring(anchor, body, a, (0.0, 0.0), L, config.servo_stiffness, config.servo_damping)
+                for a in ((-L, 0.0), (0.0, -L))
+            ]
             shape = pymunk.Circle(body, config.finger_radius)
             shape.friction = config.finger_friction
             shape.filter = _PARKED
-            self.space.add(body, shape)
+            self.space.add(body, anchor, shape, *springs)
             self.fingers.append(body)
+            self._anchors.append(anchor)
             self._finger_shapes.append(shape)
 
         self.object: pymunk.Body | None = None
@@ -134,50 +132,56 @@ class Scene:
         self.space.add(body, *shapes)
         self.object, self._object_shapes = body, shapes
         self.polygon = np.asarray(polygon, dtype=np.float64)
-        for body, shape in zip(self.fingers, self._finger_shapes):
+        for body, anchor, shape in zip(self.fingers, self._anchors, self._finger_shapes):
             body.position = _PARK_POSITION
             body.velocity = (0.0, 0.0)
-            body.servo_anchor = (*_PARK_POSITION, 0.0, 0.0)
+            anchor.position = self._lift(_PARK_POSITION)
+            anchor.velocity = (0.0, 0.0)
             shape.filter = _PARKED
         self.fingers_placed = False
         self.time = 0.0
 
     # ---------------------------------------------------------------- fingers
+    def _lift(self, point) -> tuple[float, float]:
+        """Raise an anchor by m_f g / K so that the spring carries the finger's weight."""
+        cfg = self.config
+        return point[0], point[1] + cfg.finger_mass * cfg.gravity / cfg.servo_stiffness
+
     def _anchor(self, command) -> tuple[float, float]:
         """Servo anchor of a command: the finger centre sits one radius behind the contact, the spring adds lambda / K."""
         x, y, fx, fy = (float(c) for c in command)
         cfg = self.config
-        norm = math.hypot(fx, fy)
-        back = cfg.finger_radius / max(norm, _FORCE_SCALE_FLOOR)
+        back = cfg.finger_radius / max(math.hypot(fx, fy), _FORCE_SCALE_FLOOR)
         k_inv = 1.0 / cfg.servo_stiffness
-        return x - back * fx + k_inv * fx, y - back * fy + k_inv * fy
+        return self._lift((x - back * fx + k_inv * fx, y - back * fy + k_inv * fy))
 
     def place_fingers(self, commands: np.ndarray) -> None:
         """Put each finger at its keyframe command (contact point, force) with the servo engaged."""
         cfg = self.config
-        for body, shape, cmd in zip(self.fingers, self._finger_shapes, commands):
+        for body, anchor, shape, cmd in zip(self.fingers, self._anchors, self._finger_shapes, commands):
             x, y, fx, fy = (float(c) for c in cmd)
             back = cfg.finger_radius / max(math.hypot(fx, fy), _FORCE_SCALE_FLOOR)
             body.position = (x - back * fx, y - back * fy)
             body.velocity = (0.0, 0.0)
-            body.servo_anchor = (*self._anchor(cmd), 0.0, 0.0)
+            anchor.position = self._anchor(cmd)
+            anchor.velocity = (0.0, 0.0)
             shape.filter = pymunk.ShapeFilter(categories=_FINGER, mask=_OBJECT)
-        for body in self.fingers:
             self.space.reindex_shapes_for_body(body)
         self.fingers_placed = True
 
     def run_interval(self, start: np.ndarray, end: np.ndarray) -> None:
         """Advance ``dt`` seconds while each finger's anchor sweeps linearly from command ``start`` to ``end``."""
         cfg = self.config
-        n, h = cfg.substeps, cfg.substep_dt
-        anchors = [(self._anchor(a), self._anchor(b)) for a, b in zip(start, end)]
-        rates = [((b[0] - a[0]) / cfg.dt, (b[1] - a[1]) / cfg.dt) for a, b in anchors]
-        step = self.space.step
-        for i in range(n):
-            s = (i + 1) / n  # the implicit servo pulls towards the end-of-substep anchor
-            for body, (a, b), rate in zip(self.fingers, anchors, rates):
-                body.servo_anchor = (a[0] + s * (b[0] - a[0]), a[1] + s * (b[1] - a[1]), *rate)
+        for anchor, a, b in zip(self._anchors, start, end):
+            a, b = self._anchor(a), self._anchor(b)
+            anchor.position = a
+            anchor.velocity = ((b[0] - a[0]) / cfg.dt, (b[1] - a[1]) / cfg.dt)  # pymunk moves it
+        step, h = self.space.step, cfg.substep_dt
+        for _ in range(cfg.substeps):
             step(h)
+        for anchor, b in zip(self._anchors, end):
+            anchor.position = self._anchor(b)  # exactly at the keyframe command, free of round-off
+            anchor.velocity = (0.0, 0.0)
         self.time += cfg.dt
 
     # ----------------------------------------------------------------- state
@@ -205,10 +209,13 @@ class Scene:
         if not self.fingers_placed:
             return np.zeros((len(self.fingers), 2))
         K, D = self.config.servo_stiffness, self.config.servo_damping
-        out = []
-        for b in self.fingers:
-            ax, ay, avx, avy = b.servo_anchor
-            out.append(
-                [K * (ax - b.position.x) + D * (avx - b.velocity.x), K * (ay - b.position.y) + D * (avy - b.velocity.y)]
-            )
-        return np.array(out)
+        weight = self.config.finger_mass * self.config.gravity
+        return np.array(
+            [
+                [
+                    K * (a.position.x - b.position.x) + D * (a.velocity.x - b.velocity.x),
+                    K * (a.position.y - b.position.y) + D * (a.velocity.y - b.velocity.y) - weight,
+                ]
+                for a, b in zip(self._anchors, self.fingers)
+            ]
+        )
