@@ -19,6 +19,7 @@ key                           shape, dtype                meaning
 ``commands``                  (n, T, N, 4), float64       oracle plan: p_c(t) (m) and lambda_c(t) (N)
 ``oracle_cost``               (n,), float64               optimal value of eq. 11
 ``oracle_solve_s``            (n,), float64               oracle wall time per task
+``oracle_loss``               (n,), float64               object-trajectory loss of the oracle plan run in the env
 ``param/<name>``              (n, T, ...), float64        mechanical parameters P(t), see mechanics
 ============================  ==========================  ==========================================
 """
@@ -44,6 +45,9 @@ __all__ = [
     "split_path",
     "load_split",
     "save_split",
+    "SplitSpec",
+    "SPLIT_SPECS",
+    "generate_split",
 ]
 
 FORMAT_VERSION = 1
@@ -66,6 +70,7 @@ class Split:
     commands: np.ndarray
     oracle_cost: np.ndarray
     oracle_solve_s: np.ndarray
+    oracle_loss: np.ndarray
     params: dict[str, np.ndarray]
     meta: dict
 
@@ -97,6 +102,7 @@ _REQUIRED = {
     "commands": 4,
     "oracle_cost": 1,
     "oracle_solve_s": 1,
+    "oracle_loss": 1,
 }
 
 _CACHE: dict[tuple[str, float], Split] = {}
@@ -166,6 +172,7 @@ def load_split(name: str, data_dir: Path | str = DATA_DIR) -> Split:
         commands=data["commands"],
         oracle_cost=data["oracle_cost"],
         oracle_solve_s=data["oracle_solve_s"],
+        oracle_loss=data["oracle_loss"],
         params=params,
         meta=meta,
     )
@@ -180,6 +187,7 @@ def save_split(
     commands: np.ndarray,
     oracle_cost: np.ndarray,
     oracle_solve_s: np.ndarray,
+    oracle_loss: np.ndarray,
     params: dict[str, np.ndarray],
     meta: dict,
 ) -> Path:
@@ -201,6 +209,7 @@ def save_split(
         "commands": np.asarray(commands, dtype=np.float64),
         "oracle_cost": np.asarray(oracle_cost, dtype=np.float64),
         "oracle_solve_s": np.asarray(oracle_solve_s, dtype=np.float64),
+        "oracle_loss": np.asarray(oracle_loss, dtype=np.float64),
     }
     arrays.update({f"param/{k}": np.asarray(v, dtype=np.float64) for k, v in params.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -208,3 +217,133 @@ def save_split(
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)  # atomic: a crash never leaves a half-written split behind
     return path
+
+
+# --------------------------------------------------------------- generation
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitSpec:
+    """How a split is drawn: its size, shapes and the first task seed (DESIGN.md section 3)."""
+
+    size: int
+    n_facets: int | tuple[int, int] = (4, 6)
+    shape: str = "polygon"
+    seed: int = 0
+
+
+SPLIT_SPECS: dict[str, SplitSpec] = {
+    "train": SplitSpec(20, (4, 6), "polygon", seed=100_000),
+    "finetune": SplitSpec(20, (4, 6), "polygon", seed=200_000),
+    "test": SplitSpec(40, 12, "polygon", seed=300_000),
+    "family": SplitSpec(40, (4, 6), "polygon", seed=400_000),
+    "smooth": SplitSpec(20, (4, 6), "smooth", seed=500_000),
+}
+"""The paper's split sizes (Section 5) and disjoint seed ranges; ``smooth`` follows Appendix B."""
+
+
+def _label(args: tuple) -> dict:
+    """Sample one candidate task, solve its oracle problem, render its video and run the plan in the env."""
+    seed, spec, name, config, time_limit = args
+    from dlm_gym.oracle import solve_oracle
+    from dlm_gym.render import Renderer
+    from dlm_gym.scene import Scene
+    from dlm_gym.metrics import object_trajectory_loss
+    from dlm_gym.task import sample_task
+
+    task = sample_task(seed, n_facets=spec.n_facets, shape=spec.shape, config=config)
+    plan = solve_oracle(task, config, time_limit=time_limit)
+    out = {"seed": seed, "status": plan.status.name, "solve_s": plan.solve_time_s}
+    if not plan.ok:
+        return out
+    commands = plan.commands()
+    out.update(
+        task=task,
+        video=Renderer(config).video(task.polygon, task.trajectory),
+        commands=commands,
+        cost=plan.cost,
+        params=plan.params.as_dict(),
+        loss=float(object_trajectory_loss(Scene(config).rollout(task.polygon, task.trajectory[0], commands), task.trajectory)),
+    )
+    return out
+
+
+def generate_split(
+    name: str,
+    spec: SplitSpec,
+    *,
+    out_dir: Path | str = DATA_DIR,
+    workers: int = 1,
+    time_limit: float = 30.0,
+    progress: bool = True,
+    config=None,
+) -> tuple[Path, dict]:
+    """Draw candidate tasks from ``spec.seed`` on, keep the first ``spec.size`` the oracle solves, and save them.
+
+    Candidates are labelled in seed order (a process pool keeps that order),
+    so the split depends only on the spec, never on ``workers``. Tasks whose
+    oracle problem is infeasible or times out are rejected and counted.
+
+    Returns:
+        The file written and its statistics (candidates, rejections by status,
+        rejection rate, solve times).
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    from dlm_gym.config import DEFAULT_CONFIG
+
+    config = config or DEFAULT_CONFIG
+    kept: list[dict] = []
+    rejected: dict[str, int] = {}
+    solve_times: list[float] = []
+    bar = tqdm(total=spec.size, desc=f"{name}", disable=not progress, unit="task")
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    try:
+        next_seed = spec.seed
+        while len(kept) < spec.size:
+            batch = [(s, spec, name, config, time_limit) for s in range(next_seed, next_seed + max(workers, 1) * 4)]
+            next_seed += len(batch)
+            results = pool.map(_label, batch) if pool else map(_label, batch)
+            for r in results:
+                if len(kept) == spec.size:
+                    break
+                solve_times.append(r["solve_s"])
+                if "task" in r:
+                    kept.append(r)
+                    bar.update(1)
+                else:
+                    rejected[r["status"]] = rejected.get(r["status"], 0) + 1
+                bar.set_postfix(rejected=sum(rejected.values()))
+    finally:
+        bar.close()
+        if pool:
+            pool.shutdown(cancel_futures=True)
+    candidates = len(kept) + sum(rejected.values())
+    stats = {
+        "split": name,
+        "size": len(kept),
+        "candidates": candidates,
+        "rejected": rejected,
+        "rejection_rate": sum(rejected.values()) / candidates,
+        "first_seed": spec.seed,
+        "n_facets": spec.n_facets,
+        "shape": spec.shape,
+        "solve_s_median": float(np.median(solve_times)),
+        "solve_s_p90": float(np.percentile(solve_times, 90)),
+    }
+    tasks = [dataclasses.replace(r["task"], name=f"{name}/{i}") for i, r in enumerate(kept)]
+    params = {k: np.stack([r["params"][k] for r in kept]) for k in kept[0]["params"]}
+    path = save_split(
+        Path(out_dir) / f"{name}.npz",
+        tasks,
+        videos=np.stack([r["video"] for r in kept]),
+        commands=np.stack([r["commands"] for r in kept]),
+        oracle_cost=np.array([r["cost"] for r in kept]),
+        oracle_solve_s=np.array([r["solve_s"] for r in kept]),
+        oracle_loss=np.array([r["loss"] for r in kept]),
+        params=params,
+        meta=stats,
+    )
+    return path, stats

@@ -75,13 +75,25 @@ class Scene:
 
     def __init__(self, config: SceneConfig = DEFAULT_CONFIG) -> None:
         self.config = config
+        self.polygon: np.ndarray | None = None
+        self.object: pymunk.Body | None = None
+        self._build_space()
+
+    def _build_space(self) -> None:
+        """A new space with the ground and parked fingers.
+
+        Built afresh on every reset: pymunk's solver order depends on the
+        history of shapes added and removed, and a reused space would make
+        results depend on the episodes played before.
+        """
+        cfg = self.config
         self.space = pymunk.Space()
-        self.space.gravity = (0.0, -config.gravity)
+        self.space.gravity = (0.0, -cfg.gravity)
         # pymunk's defaults are tuned for pixels; in metres 0.1 of slop would be 10 cm.
         self.space.collision_slop = 1e-4
         self.space.iterations = 30
         ground = pymunk.Segment(self.space.static_body, (-50.0, -0.01), (50.0, -0.01), 0.01)
-        ground.friction = config.ground_friction  # contact friction is the product: ground x 1
+        ground.friction = cfg.ground_friction  # contact friction is the product: ground x 1
         ground.filter = pymunk.ShapeFilter(categories=_GROUND, mask=_OBJECT)
         self.space.add(ground)
 
@@ -89,35 +101,30 @@ class Scene:
         self._anchors: list[pymunk.Body] = []
         self._finger_shapes: list[pymunk.Circle] = []
         L = _AXIS_LENGTH
-        for _ in range(config.num_fingers):
-            body = pymunk.Body(config.finger_mass, math.inf)
+        for _ in range(cfg.num_fingers):
+            body = pymunk.Body(cfg.finger_mass, math.inf)
             body.position = _PARK_POSITION
             anchor = pymunk.Body(body_type=pymunk.Body.KINEMATIC)
             anchor.position = self._lift(_PARK_POSITION)
             springs = [
-                pymunk.DampedSpring(anchor, body, a, (0.0, 0.0), L, config.servo_stiffness, config.servo_damping)
+                pymunk.DampedSpring(anchor, body, a, (0.0, 0.0), L, cfg.servo_stiffness, cfg.servo_damping)
                 for a in ((-L, 0.0), (0.0, -L))
             ]
-            shape = pymunk.Circle(body, config.finger_radius)
-            shape.friction = config.finger_friction
+            shape = pymunk.Circle(body, cfg.finger_radius)
+            shape.friction = cfg.finger_friction
             shape.filter = _PARKED
             self.space.add(body, anchor, shape, *springs)
             self.fingers.append(body)
             self._anchors.append(anchor)
             self._finger_shapes.append(shape)
-
-        self.object: pymunk.Body | None = None
-        self._object_shapes: list[pymunk.Poly] = []
-        self.polygon: np.ndarray | None = None
         self.fingers_placed = False
         self.time = 0.0
 
     # ------------------------------------------------------------------ setup
     def reset(self, polygon: np.ndarray, pose, velocity=(0.0, 0.0, 0.0)) -> None:
-        """Put a new object (polygon in its centroid frame) at ``pose``, at rest by default, and park the fingers."""
+        """Put a new object (polygon in its centroid frame) at ``pose``, at rest by default, with parked fingers."""
         cfg = self.config
-        if self.object is not None:
-            self.space.remove(self.object, *self._object_shapes)
+        self._build_space()
         body = pymunk.Body(cfg.mass, polar_moment(polygon, cfg.mass))
         body.position = (float(pose[0]), float(pose[1]))
         body.angle = float(pose[2])
@@ -130,16 +137,8 @@ class Scene:
             shape.filter = pymunk.ShapeFilter(categories=_OBJECT, mask=_GROUND | _FINGER)
             shapes.append(shape)
         self.space.add(body, *shapes)
-        self.object, self._object_shapes = body, shapes
+        self.object = body
         self.polygon = np.asarray(polygon, dtype=np.float64)
-        for body, anchor, shape in zip(self.fingers, self._anchors, self._finger_shapes):
-            body.position = _PARK_POSITION
-            body.velocity = (0.0, 0.0)
-            anchor.position = self._lift(_PARK_POSITION)
-            anchor.velocity = (0.0, 0.0)
-            shape.filter = _PARKED
-        self.fingers_placed = False
-        self.time = 0.0
 
     # ---------------------------------------------------------------- fingers
     def _lift(self, point) -> tuple[float, float]:
@@ -183,6 +182,20 @@ class Scene:
             anchor.position = self._anchor(b)  # exactly at the keyframe command, free of round-off
             anchor.velocity = (0.0, 0.0)
         self.time += cfg.dt
+
+    def rollout(self, polygon: np.ndarray, start_pose, commands: np.ndarray) -> np.ndarray:
+        """Play keyframe commands ``(T, N, 4)`` from rest at ``start_pose`` as the env does; return poses ``(T, 3)``.
+
+        Keyframe 0 places the fingers (no time passes); keyframe k runs the
+        interval from command k - 1 to command k.
+        """
+        self.reset(polygon, start_pose)
+        self.place_fingers(commands[0])
+        poses = [self.object_pose]
+        for k in range(1, len(commands)):
+            self.run_interval(commands[k - 1], commands[k])
+            poses.append(self.object_pose)
+        return np.stack(poses)
 
     # ----------------------------------------------------------------- state
     @property

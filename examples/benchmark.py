@@ -7,6 +7,11 @@ Each figure has a stable JSON key (documented in the README):
   5-frame target video, then T = 5 steps with their observation frames) on one core.
 - ``env_steps_per_s``: environment steps per second over the same episodes,
   resets and rendering included.
+- ``oracle_solve_s_median`` / ``oracle_solve_s_p90``: MIQP oracle solve time
+  per task over the family split (the paper's Gurobi oracle: 0.57 s).
+- ``oracle_floor_ratio_<split>``: median object-trajectory loss of the oracle
+  plan executed in the env, divided by the do-nothing median, per split
+  (the benchmark floor: at most 0.10 on family and test).
 
 Examples:
     python examples/benchmark.py
@@ -44,6 +49,26 @@ def bench_env(episodes: int, seed: int) -> dict[str, float]:
     return {"env_episode_s": float(np.median(durations)), "env_steps_per_s": steps / float(np.sum(durations))}
 
 
+def bench_oracle(repeats: int = 1) -> dict[str, float]:
+    """Oracle solve times on the family split and the executed-plan floor on every shipped split."""
+    import policies
+    from dlm_gym.datasets import available_splits, load_split
+    from dlm_gym.oracle import solve_oracle
+
+    family = load_split("family")
+    times = []
+    for task in family.tasks:
+        best = min(solve_oracle(task).solve_time_s for _ in range(repeats))
+        times.append(best)
+    out = {"oracle_solve_s_median": float(np.median(times)), "oracle_solve_s_p90": float(np.percentile(times, 90))}
+    noop = policies.make_policy("noop")
+    for name in available_splits():
+        split = load_split(name)
+        ceiling = np.median([r.loss for r in policies.evaluate(noop, split.tasks, progress=False)])
+        out[f"oracle_floor_ratio_{name}"] = float(np.median(split.oracle_loss) / ceiling)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--episodes", type=int, default=200, help="episodes timed for the env figures (default: 200)")
@@ -57,6 +82,7 @@ def main(argv=None) -> int:
 
     figures: dict[str, float] = {}
     figures.update(bench_env(args.episodes, args.seed))
+    figures.update(bench_oracle())
 
     width = max(map(len, figures))
     for key, value in figures.items():

@@ -1,0 +1,56 @@
+"""The MIQP contact-trajectory-optimisation oracle as a zoo policy (privileged, as in the paper).
+
+It reads the ground-truth task from ``info["task"]`` (shape and target
+trajectory, which no other policy sees), solves the mixed-integer program of
+:mod:`dlm_gym.oracle`, and plays the plan back through the same env step loop
+as every other policy.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
+from dlm_gym.oracle import solve_oracle
+from policies.base import OpenLoopPolicy
+from policies.baselines import NoopPolicy
+from policies.registry import register_policy
+
+__all__ = ["MIQPPolicy"]
+
+
+@register_policy("miqp")
+class MIQPPolicy(OpenLoopPolicy):
+    """Plans with the MIQP oracle on the privileged task.
+
+    If the oracle finds no plan (infeasible or out of time) the policy warns
+    and keeps the fingers clear (the do-nothing plan); ``last_plan.status``
+    says what happened.
+    """
+
+    name = "miqp"
+    privileged = True
+
+    def __init__(self, config: SceneConfig = DEFAULT_CONFIG, time_limit: float = 30.0, **oracle_kwargs) -> None:
+        super().__init__(config)
+        self.time_limit = time_limit
+        self.oracle_kwargs = oracle_kwargs
+        self.last_plan = None
+
+    def plan(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
+        task = info.get("task")
+        if task is None:
+            raise ValueError("the miqp oracle is privileged: it needs info['task'] from env.reset()")
+        self.last_plan = plan = solve_oracle(task, self.config, time_limit=self.time_limit, **self.oracle_kwargs)
+        if plan.ok:
+            return plan.commands()
+        warnings.warn(
+            f"miqp: no plan for {task!r} (status {plan.status.name}); keeping the fingers clear", stacklevel=2
+        )
+        from dlm_gym.actions import action_to_command
+
+        noop = action_to_command(NoopPolicy(self.config).act(obs), self.config)
+        return np.broadcast_to(noop, (self.config.horizon, *noop.shape)).copy()

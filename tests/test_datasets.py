@@ -1,0 +1,148 @@
+import numpy as np
+import pytest
+
+import dlm_gym
+from dlm_gym.datasets import (
+    FORMAT_VERSION,
+    SPLIT_NAMES,
+    SPLIT_SPECS,
+    DatasetError,
+    available_splits,
+    load_split,
+    save_split,
+)
+from dlm_gym.envs.video_planar_manip import VideoPlanarManipEnv
+from dlm_gym.render import Renderer
+from dlm_gym.task import sample_task
+
+
+def _tiny_split(path, n=3):
+    tasks = [sample_task(s, name=f"x/{s}") for s in range(n)]
+    r = Renderer()
+    videos = np.stack([r.video(t.polygon, t.trajectory) for t in tasks])
+    T = tasks[0].horizon
+    return save_split(
+        path,
+        tasks,
+        videos=videos,
+        commands=np.zeros((n, T, 2, 4)),
+        oracle_cost=np.arange(n, dtype=float),
+        oracle_solve_s=np.full(n, 0.01),
+        oracle_loss=np.zeros(n),
+        params={"trajectory": np.stack([t.trajectory for t in tasks])},
+        meta={"note": "test"},
+    ), tasks
+
+
+def test_save_load_round_trip(tmp_path):
+    path, tasks = _tiny_split(tmp_path / "tiny.npz")
+    split = load_split(str(path))
+    assert split.name == "tiny" and len(split) == 3
+    assert split.tasks == tasks  # same polygons (unpadded) and trajectories
+    assert split.tasks[1].name == "tiny/1" and split.tasks[1].seed == 1
+    assert split.videos.dtype == np.uint8 and split.videos.shape[:2] == (3, 5)
+    assert np.array_equal(split.params["trajectory"][2], tasks[2].trajectory)
+    assert split.meta == {"note": "test"}
+    assert available_splits(tmp_path) == ["tiny"]
+
+
+def test_missing_split_says_how_to_make_it(tmp_path):
+    with pytest.raises(DatasetError, match="generate_dataset.py"):
+        load_split("nope", tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "version", "missing", "rows"])
+def test_damaged_files_raise_a_clear_error_naming_the_file(tmp_path, damage):
+    path, _ = _tiny_split(tmp_path / "bad.npz")
+    if damage == "garbage":
+        path.write_bytes(b"this is not a zip file at all")
+    elif damage == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        with np.load(path) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        if damage == "version":
+            arrays["format_version"] = np.array(FORMAT_VERSION + 41)
+        elif damage == "missing":
+            del arrays["video"]
+        else:
+            arrays["oracle_cost"] = arrays["oracle_cost"][:2]
+        np.savez_compressed(path, **arrays)
+    with pytest.raises(DatasetError, match="bad.npz"):
+        load_split(str(path))
+
+
+def test_shipped_splits_are_all_there_with_the_paper_sizes():
+    assert available_splits() == list(SPLIT_NAMES)
+    for name in SPLIT_NAMES:
+        split = dlm_gym.load_split(name)
+        n = SPLIT_SPECS[name].size
+        T = split.tasks[0].horizon
+        assert len(split) == n
+        assert split.videos.shape == (n, T, 50, 50, 3)
+        assert split.commands.shape == (n, T, 2, 4)
+        assert np.all(np.isfinite(split.oracle_cost)) and np.all(split.oracle_loss >= 0)
+        assert split.params["jacobian"].shape == (n, T, 3, 8)
+        facets = {t.n_facets for t in split.tasks}
+        if name == "test":
+            assert facets == {12}
+        elif name != "smooth":
+            assert facets <= {4, 5, 6}
+
+
+def test_shipped_splits_are_reproducible_from_their_seeds():
+    """The stored tasks and videos are exactly what the generator and renderer make from the stored seeds."""
+    split = load_split("family")
+    spec = SPLIT_SPECS["family"]
+    renderer = Renderer()
+    for i in (0, len(split) - 1):
+        task = split.tasks[i]
+        again = sample_task(task.seed, n_facets=spec.n_facets, shape=spec.shape)
+        assert again == task
+        assert np.array_equal(renderer.video(task.polygon, task.trajectory), split.videos[i])
+
+
+def test_shipped_splits_do_not_share_tasks():
+    seeds = [set(int(t.seed) for t in load_split(name).tasks) for name in SPLIT_NAMES]
+    for i in range(len(seeds)):
+        for j in range(i + 1, len(seeds)):
+            assert not seeds[i] & seeds[j]
+
+
+def test_env_plays_a_stored_task():
+    env = VideoPlanarManipEnv()
+    split = load_split("test")
+    obs, info = env.reset(options={"split": "test", "index": 3})
+    assert info["task"] == split.tasks[3]
+    assert np.array_equal(obs["video"], split.videos[3])
+    with pytest.raises(IndexError, match="out of range"):
+        env.reset(options={"split": "test", "index": 40})
+    env = VideoPlanarManipEnv(split="train")
+    _, info = env.reset(seed=0)
+    assert info["task"].name.startswith("train/")
+
+
+def test_stored_oracle_losses_replay_exactly():
+    """The stored oracle plan, executed again by the scene, gives the stored loss (deterministic physics)."""
+    from dlm_gym.metrics import object_trajectory_loss
+    from dlm_gym.scene import Scene
+
+    split = load_split("finetune")
+    scene = Scene()
+    for i in (0, 7):
+        task = split.tasks[i]
+        poses = scene.rollout(task.polygon, task.trajectory[0], split.commands[i])
+        assert object_trajectory_loss(poses, task.trajectory) == split.oracle_loss[i]
+
+
+def test_miqp_policy_replans_the_stored_labels_on_every_split():
+    import policies
+
+    policy = policies.make_policy("miqp")
+    for name in SPLIT_NAMES:
+        split = load_split(name)
+        result = policies.rollout(policy, split.tasks[0])
+        assert policy.last_plan.ok
+        assert np.allclose(policy.last_plan.commands(), split.commands[0], atol=1e-6)
+        assert result.loss == pytest.approx(split.oracle_loss[0], rel=1e-6, abs=1e-9)
