@@ -1,0 +1,203 @@
+"""The learned architectures of Section 5 and their checkpoints.
+
+* :class:`DLMNet` - video encoder -> mechanical parameters P(t) (eq. 4) ->
+  differentiable QP (eq. 6) -> finger commands. The ``mdr``, ``cvx`` and
+  ``dlm`` policies are this network after successive training stages.
+* :class:`NNNet` - the same encoder with a 3-layer MLP straight to finger
+  commands. The ``nn`` and ``nnm`` policies.
+
+Both map uint8 videos ``(B, T, 50, 50, 3)`` to keyframe commands
+``(B, T, N, 4)`` (contact point in metres, force on the object in newtons),
+which :class:`policies.base.OpenLoopPolicy` plays back.
+
+Checkpoints are plain ``torch.save`` dicts of tensors, strings and numbers, read
+back with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
+from dlm_gym.dynamics import acceleration_operator
+from dlm_gym.mechanics import NUM_ENV_CONTACTS, vector_dim, vector_layout
+from policies.networks import MLP, VideoEncoder, video_to_tensor
+from policies.qp import InverseDynamicsQP, QPSolution, reference_points_from_jacobian
+
+__all__ = ["DLMNet", "NNNet", "CheckpointError", "save_checkpoint", "load_checkpoint", "CHECKPOINT_DIR"]
+
+CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt or of another kind or version."""
+
+
+def _command_scale(config: SceneConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Offset and scale mapping commands (m, N) to roughly unit range (the action normalisation)."""
+    (x0, x1), (y0, y1), f = config.view_x, config.view_y, config.force_limit
+    offset = torch.tensor([(x0 + x1) / 2, (y0 + y1) / 2, 0.0, 0.0])
+    scale = torch.tensor([(x1 - x0) / 2, (y1 - y0) / 2, f, f])
+    return offset, scale
+
+
+class DLMNet(nn.Module):
+    """Video -> P(t) -> QP -> commands (paper Fig. 2).
+
+    The decoder regresses the 55 numbers per keyframe of
+    :func:`dlm_gym.mechanics.to_vector` (standardised with the training
+    split's statistics) plus the object's log inertia, which the QP needs for
+    ``M = diag(m, m, I)`` in its wrench ``M r''(t) + G``.
+    """
+
+    kind = "dlm"
+
+    def __init__(self, config: SceneConfig = DEFAULT_CONFIG, latent_dim: int = 75, lstm_layers: int = 5) -> None:
+        super().__init__()
+        self.config = config
+        T = config.horizon
+        self.dim = vector_dim(config)
+        self.encoder = VideoEncoder(config.frame_size, latent_dim, lstm_layers)
+        self.decoder = MLP(latent_dim, T * self.dim + 1)
+        # Torques (N m) are ~10x smaller than forces (N) at a 10 cm lever: weigh their slack 100x
+        # more, or the QP would rather leave a torque residual than use the lever arms.
+        self.qp = InverseDynamicsQP(
+            "torch", num_fingers=config.num_fingers, num_env_contacts=NUM_ENV_CONTACTS, q_eps=(1e4, 1e4, 1e6)
+        )
+        self.register_buffer("p_mean", torch.zeros(T * self.dim))
+        self.register_buffer("p_std", torch.ones(T * self.dim))
+        self.register_buffer("log_inertia_stats", torch.tensor([0.0, 1.0]))
+        self.register_buffer("accel", torch.as_tensor(np.array(acceleration_operator(T, config.dt)), dtype=torch.float32))
+        self.hparams = {"latent_dim": latent_dim, "lstm_layers": lstm_layers}
+
+    def set_label_statistics(self, p_vectors: np.ndarray, log_inertia: np.ndarray) -> None:
+        """Standardise the regression targets with training-split statistics (std floored for constant entries)."""
+        p = torch.as_tensor(p_vectors, dtype=torch.float32)
+        self.p_mean.copy_(p.mean(0))
+        self.p_std.copy_(p.std(0).clamp_min(1e-3))
+        li = torch.as_tensor(log_inertia, dtype=torch.float32)
+        self.log_inertia_stats.copy_(torch.stack([li.mean(), li.std().clamp_min(1e-3)]))
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """Float video ``(B, T, 3, H, W)`` -> standardised prediction ``(B, T * 55 + 1)``."""
+        return self.decoder(self.encoder(video))
+
+    def unpack(self, prediction: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Standardised prediction -> P(t) fields ``{name: (B, T, ...)}`` and the inertia ``(B,)``."""
+        B, T = prediction.shape[0], self.config.horizon
+        p = prediction[:, :-1] * self.p_std + self.p_mean
+        p = p.reshape(B, T, self.dim)
+        fields, start = {}, 0
+        for name, shape in vector_layout(self.config):
+            size = int(np.prod(shape))
+            fields[name] = p[..., start : start + size].reshape(B, T, *shape)
+            start += size
+        mean, std = self.log_inertia_stats
+        inertia = torch.exp(prediction[:, -1] * std + mean)
+        return fields, inertia
+
+    def wrench(self, trajectory: torch.Tensor, inertia: torch.Tensor) -> torch.Tensor:
+        """``M r''(t) + G`` ``(B, T, 3)`` from a trajectory with the dynamics model of :mod:`dlm_gym.dynamics`."""
+        cfg = self.config
+        acc = torch.einsum("st,btc->bsc", self.accel.to(trajectory.dtype), trajectory)
+        m = torch.full_like(inertia, cfg.mass)
+        M = torch.stack([m, m, inertia], dim=-1)[:, None, :]
+        gravity = torch.tensor([0.0, cfg.mass * cfg.gravity, 0.0], dtype=trajectory.dtype)
+        return acc * M + gravity
+
+    def solve(self, fields: dict[str, torch.Tensor], inertia: torch.Tensor) -> QPSolution:
+        """The QP layer on decoded parameters."""
+        r = fields["trajectory"]
+        ref = reference_points_from_jacobian(fields["jacobian"], r[..., :2], self.config.num_fingers)
+        return self.qp(
+            self.wrench(r, inertia), fields["jacobian"], fields["finger_facets"], fields["finger_cones"],
+            fields["env_cones"], ref,
+        )
+
+    def commands(self, video: torch.Tensor) -> torch.Tensor:
+        """Float video -> keyframe commands ``(B, T, N, 4)`` in metres and newtons."""
+        fields, inertia = self.unpack(self(video))
+        sol = self.solve(fields, inertia)
+        return torch.cat([sol.finger_positions, sol.finger_forces], dim=-1)
+
+
+class NNNet(nn.Module):
+    """The NN baseline: encoder + 3-layer MLP straight to (normalised) finger commands."""
+
+    kind = "nn"
+
+    def __init__(self, config: SceneConfig = DEFAULT_CONFIG, latent_dim: int = 75, lstm_layers: int = 5) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = VideoEncoder(config.frame_size, latent_dim, lstm_layers)
+        self.head = MLP(latent_dim, config.horizon * config.num_fingers * 4)
+        offset, scale = _command_scale(config)
+        self.register_buffer("offset", offset)
+        self.register_buffer("scale", scale)
+        self.hparams = {"latent_dim": latent_dim, "lstm_layers": lstm_layers}
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """Float video -> normalised commands ``(B, T, N, 4)`` (the action scale)."""
+        cfg = self.config
+        return self.head(self.encoder(video)).reshape(-1, cfg.horizon, cfg.num_fingers, 4)
+
+    def commands(self, video: torch.Tensor) -> torch.Tensor:
+        return self(video) * self.scale + self.offset
+
+    def normalise(self, commands: torch.Tensor) -> torch.Tensor:
+        return (commands - self.offset) / self.scale
+
+
+_KINDS = {"dlm": DLMNet, "nn": NNNet}
+
+
+def save_checkpoint(model: nn.Module, path: Path | str, *, policy: str, command: str, extra: dict | None = None) -> Path:
+    """Write ``model`` with what is needed to rebuild it and the command that trained it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "version": CHECKPOINT_VERSION,
+        "kind": model.kind,
+        "policy": policy,
+        "command": command,
+        "hparams": dict(model.hparams),
+        "state_dict": model.state_dict(),
+        "extra": extra or {},
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: Path | str, config: SceneConfig = DEFAULT_CONFIG) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model from a checkpoint (``weights_only`` loading: no code is unpickled).
+
+    Raises:
+        CheckpointError: naming the file, if it is missing, unreadable, or not a dlm-gym model checkpoint.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist; train it with `python examples/train.py --policy ...`")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("kind") not in _KINDS:
+        raise CheckpointError(f"{path} is not a dlm-gym model checkpoint")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {payload.get('version')}, expected {CHECKPOINT_VERSION}")
+    model = _KINDS[payload["kind"]](config, **payload["hparams"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"{path}: weights do not fit the model ({exc})") from None
+    model.eval()
+    return model, payload
+
