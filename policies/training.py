@@ -34,10 +34,10 @@ from dlm_gym.datasets import load_split
 from dlm_gym.geometry import polar_moment
 from dlm_gym.mechanics import MechanicalParameters, to_vector
 from dlm_gym.metrics import object_trajectory_loss
-from dlm_gym.scene import Scene
 from dlm_gym.task import Task
 from policies.models import DLMNet, NNNet, _command_scale
 from policies.networks import video_to_tensor
+from policies.simgrad import simulate
 
 __all__ = [
     "SplitData",
@@ -123,17 +123,14 @@ def make_lsim_loss(sim_loss: SimLoss) -> Callable[[torch.nn.Module, SplitData], 
 
 @torch.no_grad()
 def executed_loss(model: torch.nn.Module, data: SplitData) -> float:
-    """Mean object-trajectory loss of the model's commands executed in the pymunk scene."""
+    """Mean object-trajectory loss of the model's commands executed in the pymunk scene (as the env plays them)."""
     was_training = model.training
     model.eval()
     commands = model.commands(data.videos).double().numpy()
     model.train(was_training)
-    scene = Scene(model.config)
-    losses = [
-        object_trajectory_loss(scene.rollout(t.polygon, t.trajectory[0], c), t.trajectory)
-        for t, c in zip(data.tasks, commands)
-    ]
-    return float(np.mean(losses))
+    sim = simulate(data.tasks, commands, model.config)  # clipped to the action box, as the env does
+    targets = np.stack([t.trajectory for t in data.tasks])
+    return float(np.mean(object_trajectory_loss(sim, targets)))
 
 
 # ----------------------------------------------------------------- training
