@@ -12,6 +12,14 @@ Each figure has a stable JSON key (documented in the README):
 - ``oracle_floor_ratio_<split>``: median object-trajectory loss of the oracle
   plan executed in the env, divided by the do-nothing median, per split
   (the benchmark floor: at most 0.10 on family and test).
+- ``qp_forward_s`` / ``qp_backward_s``: the QP layer (eq. 6), seconds per
+  sample at batch 32, fastest backend (``qp_<backend>_*`` for each).
+- ``sim_grad_fd_backward_s``: L_sim gradient by central finite differences
+  over the pymunk scene, seconds per datapoint (batch 16, both cores).
+- ``sim_grad_autodiff_backward_s``: the same through the smoothed-contact
+  torch simulator (forward and backward), seconds per datapoint (batch 16).
+- ``dlm_forward_s``: the DLM network, video to finger commands (encoder,
+  decoder, QP), seconds per datapoint at batch 32.
 
 Examples:
     python examples/benchmark.py
@@ -22,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -69,20 +76,54 @@ def bench_oracle(repeats: int = 1) -> dict[str, float]:
     return out
 
 
+def bench_learning(batch: int = 32) -> dict[str, float]:
+    """QP layer, simulator gradients and the DLM forward pass."""
+    import torch
+
+    from policies.diffsim import bench_autodiff
+    from policies.models import DLMNet
+    from policies.qp import bench_qp
+    from policies.simgrad import bench_fd
+
+    out = {}
+    qp = bench_qp(batch, backends=("torch", "cvxpylayers"))
+    for key, value in qp.items():
+        if key.endswith(("_forward_s", "_backward_s")):
+            out[key if key.startswith("qp_") else f"qp_{key}"] = float(value)
+    out.update(bench_fd(16))
+    out.update(bench_autodiff(16))
+    model = DLMNet().eval()  # timing does not depend on the weights
+    video = torch.rand(batch, model.config.horizon, 3, model.config.frame_size, model.config.frame_size)
+    with torch.no_grad():
+        model.commands(video)
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            model.commands(video)
+            times.append((time.perf_counter() - start) / batch)
+    out["dlm_forward_s"] = float(np.median(times))
+    return out
+
+
+SECTIONS = {"env": lambda args: bench_env(args.episodes, args.seed), "oracle": lambda args: bench_oracle(),
+            "learning": lambda args: bench_learning()}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--episodes", type=int, default=200, help="episodes timed for the env figures (default: 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the tasks and actions (default: 0)")
+    p.add_argument(
+        "--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS),
+        help="sections to run (default: all of %(choices)s)",
+    )
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the figures as JSON to PATH")
     args = p.parse_args(argv)
     if args.episodes < 1:
         p.error("--episodes must be >= 1")
-    # One core, as the figures are quoted: keep BLAS and torch from spreading out.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-
     figures: dict[str, float] = {}
-    figures.update(bench_env(args.episodes, args.seed))
-    figures.update(bench_oracle())
+    for name in args.only:
+        figures.update(SECTIONS[name](args))
 
     width = max(map(len, figures))
     for key, value in figures.items():
