@@ -15,6 +15,7 @@ from policies.rollout import EpisodeResult, evaluate, rollout, summarize
 
 # Importing the modules registers their policies.
 from policies import baselines, miqp  # noqa: E402,F401  isort: skip
+from policies.rl import ppo  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "Policy",

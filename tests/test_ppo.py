@@ -1,0 +1,189 @@
+"""The PPO baseline: shipped checkpoint, safe loading, training end to end, the rl-zoo file."""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dlm_gym
+import policies
+from policies.rl import ppo as ppo_module
+from policies.rl.ppo import (
+    DEFAULT_CHECKPOINT,
+    HYPERPARAMS_FILE,
+    PPO_HYPERPARAMS,
+    CheckpointError,
+    PPOPolicy,
+    load_ppo_model,
+    train_ppo,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = {"n_steps": 64, "batch_size": 64, "n_epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ppo") / "tiny.zip"
+    return train_ppo(256, seed=3, out_path=out, n_envs=2, hyperparams=TINY, n_val_tasks=2, eval_every=2, progress=False)
+
+
+def test_registered_and_shipped_checkpoint_plays_an_episode():
+    assert "ppo" in policies.available_policies()
+    policy = policies.make_policy("ppo")
+    assert isinstance(policy, PPOPolicy) and policy.name == "ppo"
+    assert policy.checkpoint == DEFAULT_CHECKPOINT
+    task = dlm_gym.sample_task(123, n_facets=(4, 6))
+    result = policies.rollout(policy, task)
+    assert np.isfinite(result.loss) and result.loss >= 0
+    assert result.simulated_trajectory.shape == (task.horizon, 3)
+    # deterministic: the same episode again gives the same loss
+    assert policies.rollout(policy, task).loss == pytest.approx(result.loss)
+
+
+def test_act_returns_a_valid_action():
+    policy = policies.make_policy("ppo")
+    env = dlm_gym.envs.VideoPlanarManipEnv()
+    obs, info = env.reset(seed=5)
+    policy.reset(obs, info)
+    action = policy.act(obs)
+    assert action.shape == (2, 4) and action.dtype == np.float32
+    assert np.all(np.abs(action) <= 1.0)
+
+
+def test_shipped_learning_curve_is_next_to_the_checkpoint():
+    log = DEFAULT_CHECKPOINT.with_name("ppo_log.csv")
+    rows = list(csv.DictReader(log.open()))
+    assert rows and int(rows[-1]["timesteps"]) == int(PPO_HYPERPARAMS["n_timesteps"])
+    assert rows[-1]["val_loss_mean"] != ""
+
+
+def test_missing_checkpoint_names_file_and_command(tmp_path):
+    missing = tmp_path / "nope.zip"
+    with pytest.raises(CheckpointError, match="nope.zip") as err:
+        policies.make_policy("ppo", checkpoint=missing)
+    assert "examples/train.py --policy ppo" in str(err.value)
+
+
+def test_missing_default_checkpoint_names_the_regenerate_command(monkeypatch, tmp_path):
+    monkeypatch.setattr(ppo_module, "DEFAULT_CHECKPOINT", tmp_path / "ppo.zip")
+    with pytest.raises(CheckpointError) as err:
+        load_ppo_model(tmp_path / "ppo.zip")
+    assert "--timesteps" in str(err.value) and "ppo.zip" in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["garbage", "empty_zip", "truncated"])
+def test_corrupt_checkpoint_raises_clear_error(tmp_path, kind, tiny_checkpoint):
+    bad = tmp_path / f"{kind}.zip"
+    if kind == "garbage":
+        bad.write_bytes(b"this is not a zip file")
+    elif kind == "empty_zip":
+        with zipfile.ZipFile(bad, "w") as archive:
+            archive.writestr("readme.txt", "no data")
+    else:
+        blob = tiny_checkpoint.read_bytes()
+        bad.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(CheckpointError, match=f"{kind}.zip") as err:
+        PPOPolicy(checkpoint=bad)
+    assert "examples/train.py --policy ppo" in str(err.value)
+
+
+def test_checkpoint_with_other_network_is_refused(tmp_path, tiny_checkpoint):
+    # Same archive, but policy.pth from a smaller network: the loader must not silently accept it.
+    import torch
+
+    bad = tmp_path / "other_net.zip"
+    with zipfile.ZipFile(tiny_checkpoint) as src, zipfile.ZipFile(bad, "w") as dst:
+        for item in src.infolist():
+            if item.filename == "policy.pth":
+                buf = __import__("io").BytesIO()
+                torch.save({"action_net.weight": torch.zeros(3, 3)}, buf)
+                dst.writestr(item, buf.getvalue())
+            else:
+                dst.writestr(item, src.read(item.filename))
+    with pytest.raises(CheckpointError, match="other_net.zip"):
+        PPOPolicy(checkpoint=bad)
+
+
+def test_train_ppo_tiny_budget_end_to_end(tiny_checkpoint):
+    assert tiny_checkpoint.is_file()
+    log = tiny_checkpoint.with_name("tiny_log.csv")
+    rows = list(csv.DictReader(log.open()))
+    assert rows[0]["val_loss_mean"] != ""  # validated before training
+    assert int(rows[-1]["timesteps"]) == 256
+    assert set(rows[0]) >= {"timesteps", "train_loss_mean", "val_loss_mean", "wall_s"}
+    policy = policies.make_policy("ppo", checkpoint=tiny_checkpoint)
+    result = policies.rollout(policy, dlm_gym.sample_task(7))
+    assert np.isfinite(result.loss)
+
+
+def test_train_ppo_is_reproducible(tmp_path, tiny_checkpoint):
+    again = train_ppo(256, seed=3, out_path=tmp_path / "again.zip", n_envs=2, hyperparams=TINY, n_val_tasks=0, progress=False)
+    a = load_ppo_model(tiny_checkpoint).policy.state_dict()
+    b = load_ppo_model(again).policy.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert np.array_equal(a[key].numpy(), b[key].numpy()), key
+
+
+def test_train_ppo_rejects_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="unknown PPO hyperparameter"):
+        train_ppo(64, out_path=tmp_path / "x.zip", hyperparams={"n_stepz": 3})
+    with pytest.raises(ValueError, match="fixed"):
+        train_ppo(64, out_path=tmp_path / "x.zip", hyperparams={"policy_kwargs": "dict()"})
+    with pytest.raises(ValueError, match="positive"):
+        train_ppo(0, out_path=tmp_path / "x.zip")
+    with pytest.raises(ValueError, match="vec_env"):
+        train_ppo(64, out_path=tmp_path / "x.zip", vec_env="threads")
+
+
+def test_zoo_hyperparameter_file_matches_the_shipped_run():
+    yaml = pytest.importorskip("yaml")
+    content = yaml.safe_load(HYPERPARAMS_FILE.read_text())
+    hp = content["VideoPlanarManip-v0"]
+    assert hp["env_wrapper"] == "dlm_gym.wrappers.StackVideoChannels"
+    assert hp["policy"] == "MultiInputPolicy"
+    assert hp == PPO_HYPERPARAMS
+    # the wrapper and the policy kwargs resolve the way rl_zoo3 resolves them
+    module, _, cls = hp["env_wrapper"].rpartition(".")
+    assert getattr(importlib.import_module(module), cls) is dlm_gym.wrappers.StackVideoChannels
+    kwargs = eval(hp["policy_kwargs"], {"importlib": importlib})  # noqa: S307  (as rl_zoo3 does)
+    assert kwargs["features_extractor_class"] is ppo_module.VideoCNN
+
+
+@pytest.mark.skipif(importlib.util.find_spec("rl_zoo3") is None, reason="rl_zoo3 is not installed (pip install rl_zoo3)")
+def test_rl_zoo3_train_smoke(tmp_path):
+    cmd = [
+        sys.executable, "-m", "rl_zoo3.train",
+        "--algo", "ppo", "--env", "VideoPlanarManip-v0", "--gym-packages", "dlm_gym",
+        "-conf", str(HYPERPARAMS_FILE), "-f", str(tmp_path),
+        "-n", "128", "--seed", "0", "--eval-freq", "-1", "--verbose", "0", "--num-threads", "1",
+        "--hyperparams", "n_envs:2", "n_steps:64", "batch_size:64", "n_epochs:1",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    saved = list(tmp_path.glob("ppo/VideoPlanarManip-v0_*/VideoPlanarManip-v0.zip"))
+    assert saved, list(tmp_path.rglob("*"))
+    # a zoo-trained model loads with the zoo's policy loader too
+    policy = PPOPolicy(checkpoint=saved[0])
+    assert policies.rollout(policy, dlm_gym.sample_task(11)).loss >= 0
+
+
+def test_train_cli_help_and_list():
+    script = REPO / "examples" / "train.py"
+    out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    for flag in ("--policy", "--timesteps", "--seed", "--out", "--n-envs", "--vec-env", "--threads", "--no-progress"):
+        assert flag in out.stdout
+    listed = subprocess.run([sys.executable, str(script), "--list"], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and "ppo" in listed.stdout.split()
