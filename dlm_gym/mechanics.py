@@ -81,6 +81,7 @@ __all__ = [
     "vector_dim",
     "to_vector",
     "from_vector",
+    "contact_points_from_jacobian",
 ]
 
 NUM_ENV_CONTACTS = 2
@@ -389,8 +390,27 @@ def from_vector(vector: np.ndarray, config: SceneConfig = DEFAULT_CONFIG) -> Mec
         size = int(np.prod(shape))
         fields[name] = v[..., start:start + size].reshape(*lead, *shape)
         start += size
-    N = config.num_fingers
-    J, r = fields["jacobian"], fields["trajectory"]
-    torque = J[..., 2, : 2 * N].reshape(*lead, N, 2)
-    fields["finger_positions"] = r[..., None, :2] + np.stack([torque[..., 1], -torque[..., 0]], axis=-1)
+    fields["finger_positions"] = contact_points_from_jacobian(
+        fields["jacobian"], fields["trajectory"][..., :2], config.num_fingers
+    )
     return MechanicalParameters(**fields)
+
+
+def contact_points_from_jacobian(jacobian, centroids, num_fingers: int = DEFAULT_CONFIG.num_fingers):
+    """Finger contact points ``(..., N, 2)`` held in J's torque row, NumPy or torch.
+
+    The torque row's finger columns are ``(-d_y, d_x)`` with ``d = p_c - r_xy``,
+    so ``p_c = r_xy + (row[1], -row[0])``. For decoded parameters these are the
+    reference points the QP projects onto the facets.
+
+    Args:
+        jacobian: ``(..., 3, 2 (N + E))``.
+        centroids: ``(..., 2)``, the object positions r_xy(t) J was formed about.
+    """
+    torque = jacobian[..., 2, : 2 * num_fingers].reshape(*jacobian.shape[:-2], num_fingers, 2)
+    if isinstance(torque, np.ndarray):
+        d = np.stack([torque[..., 1], -torque[..., 0]], axis=-1)
+        return centroids[..., None, :] + d
+    import torch
+
+    return centroids.unsqueeze(-2) + torch.stack([torque[..., 1], -torque[..., 0]], dim=-1)

@@ -127,6 +127,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dlm_gym.mechanics import contact_points_from_jacobian
 from dlm_gym.config import DEFAULT_CONFIG
 
 __all__ = [
@@ -302,15 +303,9 @@ def project_onto_facets(reference_points: torch.Tensor, finger_facets: torch.Ten
 def reference_points_from_jacobian(
     jacobian: torch.Tensor, centroids: torch.Tensor, num_fingers: int = DEFAULT_CONFIG.num_fingers
 ) -> torch.Tensor:
-    """Finger reference points ``(..., N, 2)`` read from J's torque row (columns ``(-d_y, d_x)``, ``d = p - r_xy``).
-
-    Args:
-        jacobian: ``(..., 3, 2 (N + E))``.
-        centroids: ``(..., 2)`` object positions r_xy(t) about which J was formed.
-    """
-    torque = jacobian[..., 2, : 2 * num_fingers].reshape(*jacobian.shape[:-2], num_fingers, 2)
-    d = torch.stack([torque[..., 1], -torque[..., 0]], dim=-1)
-    return centroids.unsqueeze(-2) + d
+    """Finger reference points ``(..., N, 2)`` read from J's torque row; see
+    :func:`dlm_gym.mechanics.contact_points_from_jacobian`."""
+    return contact_points_from_jacobian(jacobian, centroids, num_fingers)
 
 
 def _facet_midpoints(finger_facets: torch.Tensor) -> torch.Tensor:
