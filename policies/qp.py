@@ -127,8 +127,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlm_gym.mechanics import contact_points_from_jacobian
 from dlm_gym.config import DEFAULT_CONFIG
+from dlm_gym.mechanics import contact_points_from_jacobian
 
 __all__ = [
     "BACKENDS",
