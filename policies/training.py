@@ -146,9 +146,18 @@ def train_stage(
     eval_sets: Sequence[SplitData] = (),
     eval_every: int = 10,
     progress: bool = True,
+    weight_decay: float = 0.0,
+    grad_clip: float | None = None,
 ) -> list[float]:
-    """Run ``iterations`` Adam steps of ``loss_fn`` on ``data``; log losses and executed losses."""
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    """Run ``iterations`` Adam steps of ``loss_fn`` on ``data``; log losses and executed losses.
+
+    ``weight_decay`` (AdamW-style, decoupled) and ``grad_clip`` (max global
+    gradient norm) default to off, the paper's plain Adam.
+    """
+    if weight_decay:
+        optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    else:
+        optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     history = []
     bar = tqdm(range(iterations), desc=stage, disable=not progress, leave=False)
     start = time.perf_counter()
@@ -159,6 +168,8 @@ def train_stage(
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{stage}: loss became {loss.item()} at iteration {it}; lower the learning rate")
         loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimiser.step()
         history.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.4g}")

@@ -116,3 +116,14 @@ def test_evaluate_cli_json_is_reproducible(tmp_path):
     assert outputs[0] == outputs[1]
     assert outputs[0][0]["policy"] == "random" and outputs[0][0]["n"] == 3
     assert set(outputs[0][0]) == {"policy", "split", "n", "loss_mean", "loss_std", "loss_median"}
+
+
+def test_every_registered_policy_plays_one_task_of_each_split():
+    from dlm_gym.datasets import SPLIT_NAMES, load_split
+
+    for name in policies.available_policies():
+        policy = policies.make_policy(name)
+        for split in SPLIT_NAMES:
+            result = policies.rollout(policy, load_split(split).tasks[0])
+            assert np.isfinite(result.loss) and result.loss >= 0, (name, split)
+            assert result.simulated_trajectory.shape == (DEFAULT_CONFIG.horizon, 3)
