@@ -52,6 +52,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--gif", type=Path, default=None, metavar="DIR", help="write one GIF per task and policy into DIR"
     )
+    p.add_argument(
+        "--plot",
+        type=Path,
+        nargs="?",
+        const=Path("learning_curves.png"),
+        default=None,
+        metavar="PNG",
+        help="draw the learning curves (like the paper's Fig. 6) of the chosen policies' training logs "
+        "(policies/checkpoints/<name>_log.csv) into PNG (default: learning_curves.png) and exit",
+    )
     p.add_argument("--list", action="store_true", help="list the registered policies and exit")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = p.parse_args(argv)
@@ -83,6 +93,17 @@ def main(argv=None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         chosen = [args.policy]
+
+    if args.plot is not None:
+        from policies.models import CHECKPOINT_DIR
+        from policies.report import plot_learning_curves
+
+        logs = [CHECKPOINT_DIR / f"{n}_log.csv" for n in chosen if (CHECKPOINT_DIR / f"{n}_log.csv").exists()]
+        if not logs:
+            print(f"error: no training log for {', '.join(chosen)} in {CHECKPOINT_DIR}", file=sys.stderr)
+            return 2
+        print(f"wrote {plot_learning_curves(logs, args.plot)}")
+        return 0
 
     shipped = available_splits()
     generated = args.generated if args.generated is not None else (0 if shipped else 20)

@@ -71,3 +71,64 @@ def format_table(rows: list[dict]) -> str:
     fmt = lambda row: "  ".join(str(x).ljust(w) for x, w in zip(row, widths))  # noqa: E731
     out = [fmt(header), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines]
     return "\n".join(out)
+
+
+def plot_learning_curves(logs: Sequence, out_path) -> "Path":
+    """Draw training curves like the paper's Fig. 6 from learning-curve CSV logs; returns the PNG path.
+
+    Two log formats are read: staged logs of :mod:`policies.training`
+    (``stage, iteration, loss, executed_<split>...``; stages are laid end to
+    end with their boundaries marked) and the PPO log (``timesteps,
+    train_loss_mean, val_loss_mean``). Object-trajectory losses share a log
+    scale so that the do-nothing level and the oracle's are comparable.
+    """
+    import csv
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    logs = [Path(p) for p in logs]
+    if not logs:
+        raise ValueError("no learning-curve logs to plot; train a policy first (python examples/train.py)")
+    fig, axes = plt.subplots(1, len(logs), figsize=(5 * len(logs), 3.6), squeeze=False)
+    for ax, path in zip(axes[0], logs):
+        with path.open() as handle:
+            rows = list(csv.DictReader(handle))
+        if not rows:
+            raise ValueError(f"{path} is empty")
+
+        def series(key, x_key):
+            pts = [(float(r[x_key]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+            return zip(*pts) if pts else ((), ())
+
+        if "timesteps" in rows[0]:
+            for key, label in (("train_loss_mean", "training episodes"), ("val_loss_mean", "held-out tasks")):
+                ax.plot(*series(key, "timesteps"), label=label)
+            ax.set_xlabel("environment steps")
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
+        else:
+            # lay the stages end to end: each starts where the previous one ended
+            stages = list(dict.fromkeys(r["stage"] for r in rows))
+            length = {st: 1 + max(int(r["iteration"]) for r in rows if r["stage"] == st) for st in stages}
+            start = dict(zip(stages, np.cumsum([0] + [length[st] for st in stages[:-1]])))
+            for r in rows:
+                r["_x"] = start[r["stage"]] + int(r["iteration"])
+            for st in stages[1:]:
+                ax.axvline(start[st], color="grey", lw=0.5)
+            for key in rows[0]:
+                if key.startswith("executed_"):
+                    ax.plot(*series(key, "_x"), label=key.removeprefix("executed_"))
+            ax.set_xlabel("iteration (" + " -> ".join(stages) + ")")
+        ax.set_yscale("log")
+        ax.set_ylabel("object-trajectory loss (cm$^2$)")
+        ax.set_title(path.stem.removesuffix("_log"))
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -127,3 +127,12 @@ def test_every_registered_policy_plays_one_task_of_each_split():
             result = policies.rollout(policy, load_split(split).tasks[0])
             assert np.isfinite(result.loss) and result.loss >= 0, (name, split)
             assert result.simulated_trajectory.shape == (DEFAULT_CONFIG.horizon, 3)
+
+
+def test_evaluate_cli_plots_learning_curves(tmp_path):
+    out = run_cli("--policy", "ppo", "--plot", str(tmp_path / "curves.png"))
+    assert out.returncode == 0, out.stderr
+    png = (tmp_path / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    out = run_cli("--policy", "random", "--plot", str(tmp_path / "none.png"))
+    assert out.returncode == 2 and "no training log for random" in out.stderr
