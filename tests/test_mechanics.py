@@ -177,3 +177,13 @@ def test_geometry_validation():
         finger_geometry(task, [0, 1], [0.5, 1.5])
     with pytest.raises(ValueError):
         mechanical_parameters(task, [0], [0.5])
+
+
+def test_ground_cannot_launch_or_catch_the_object():
+    """A ground contact is usable only while the object rests on the ground at the neighbouring keyframes."""
+    heights = [0.1, 0.1, 0.1, 0.15, 0.2]  # rests for keyframes 0-2, lifts off between 2 and 3
+    env = env_contacts_for(Task(SQUARE, np.array([[0.0, y, 0.0] for y in heights])))
+    assert env.active[:, 0].tolist() == [True, True, False, False, False]
+    assert np.all(env.cones[2] == 0.0)  # keyframe 2's force would push during the lift-off interval
+    landing = env_contacts_for(Task(SQUARE, np.array([[0.0, y, 0.0] for y in heights[::-1]])))
+    assert landing.active[:, 0].tolist() == [False, False, False, True, True]
