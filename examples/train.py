@@ -4,7 +4,19 @@
 Examples:
     python examples/train.py --policy ppo                                   # the shipped ppo checkpoint
     python examples/train.py --policy ppo --timesteps 20000 --out runs/ppo_small.zip
+    python examples/train.py --policy dlm                                   # learned policies (defaults below)
+    python examples/train.py --policy cvx --iterations 100 --lr 1e-4 --grad-clip none   # the paper's schedule
+    python examples/train.py --policy dlm --init-checkpoint runs/cvx.pt --out runs/dlm.pt  # skip cvx's stages
+    python examples/train.py --policy cvx --train-split /tmp/train400.npz --batch-size 50  # more generated tasks
     python examples/train.py --list
+
+Learned policies (nn, nnm, mdr, cvx, dlm) run the stages of
+policies.training.STAGES (policies/train_learned.py): --iterations full-batch
+Adam steps at --lr for each supervised stage (L_P, L_QP, L_NN; default 1000 at
+1e-3 with gradient-norm clipping 1.0), and --sim-iterations at --sim-lr for the
+L_sim stage of dlm and nnm (default 30 at 1e-4; --sim-grad fd|autodiff). The
+paper's literal schedule is --iterations 100 --lr 1e-4 --sim-iterations 100
+--sim-lr 1e-4 --grad-clip none.
 
 Each policy family plugs in as one entry of TRAINERS: a function
 ``trainer(args) -> Path`` that reads the parsed flags it needs and returns the
@@ -36,10 +48,40 @@ def _train_ppo(args: argparse.Namespace) -> Path:
     )
 
 
-#: policy name -> trainer(args) -> checkpoint path. Other families (nn, nnm,
-#: mdr, cvx, dlm) add their entry here.
+def _learned_trainer(name: str) -> Callable[[argparse.Namespace], Path]:
+    def train(args: argparse.Namespace) -> Path:
+        from policies.train_learned import train_policy
+
+        return train_policy(
+            name,
+            iterations=args.iterations,
+            lr=args.lr,
+            sim_iterations=args.sim_iterations,
+            sim_lr=args.sim_lr,
+            weight_decay=args.weight_decay,
+            grad_clip="default" if args.grad_clip is None else (None if args.grad_clip == "none" else float(args.grad_clip)),
+            cosine=None if args.lr_schedule is None else args.lr_schedule == "cosine",
+            latent_dim=args.latent_dim,
+            lstm_layers=args.lstm_layers,
+            seed=args.seed,
+            out_path=args.out,
+            sim_grad=args.sim_grad,
+            sim_deterministic=args.sim_eval_mode,
+            train_split=args.train_split,
+            batch_size=args.batch_size,
+            finetune_split=args.finetune_split,
+            init_checkpoint=args.init_checkpoint,
+            threads=args.threads,
+            progress=not args.no_progress,
+        )
+
+    return train
+
+
+#: policy name -> trainer(args) -> checkpoint path.
 TRAINERS: dict[str, Callable[[argparse.Namespace], Path]] = {
     "ppo": _train_ppo,
+    **{name: _learned_trainer(name) for name in ("nn", "nnm", "mdr", "cvx", "dlm")},
 }
 
 
@@ -70,7 +112,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=Path,
         default=None,
         metavar="PATH",
-        help="checkpoint to write (default: the shipped one, policies/checkpoints/<policy>.zip); "
+        help="checkpoint to write (default: the shipped one, policies/checkpoints/<policy>.zip, .pt for "
+        "learned policies); "
         "the learning curve goes to <stem>_log.csv beside it",
     )
     p.add_argument(
@@ -94,13 +137,46 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="N",
         help="torch threads used while training (default: 1); part of what makes a run reproducible",
     )
+    g = p.add_argument_group("learned policies (nn, nnm, mdr, cvx, dlm)")
+    g.add_argument("--iterations", type=int, default=None, metavar="N",
+                   help="full-batch Adam steps of each supervised stage, L_P / L_QP / L_NN (default: 1000; paper: 100)")
+    g.add_argument("--lr", type=float, default=None, help="learning rate of the supervised stages (default: 1e-3; paper: 1e-4)")
+    g.add_argument("--sim-iterations", type=int, default=None, metavar="N",
+                   help="Adam steps of the L_sim stage of dlm and nnm (default: 30; paper: 100)")
+    g.add_argument("--sim-lr", type=float, default=None, help="learning rate of the L_sim stage (default: 1e-4; paper: 1e-4)")
+    g.add_argument("--weight-decay", type=float, default=None,
+                   help="decoupled (AdamW) weight decay of every stage (default: 0, plain Adam as in the paper)")
+    g.add_argument("--grad-clip", default=None, metavar="NORM|none",
+                   help="clip the global gradient norm (default: 1.0; 'none' for the paper's unclipped Adam)")
+    g.add_argument("--lr-schedule", choices=["constant", "cosine"], default=None,
+                   help="learning rate over each stage: constant (the paper's) or cosine decay to 0 (default: constant)")
+    g.add_argument("--latent-dim", type=int, default=None, help="size of the video latent L^V (default: the paper's 75)")
+    g.add_argument("--lstm-layers", type=int, default=None, help="depth of the bidirectional LSTM (default: the paper's 5)")
+    g.add_argument("--sim-grad", choices=["fd", "autodiff"], default="fd",
+                   help="gradient of L_sim: central differences through pymunk (fd, the paper's; default) "
+                   "or the smoothed torch simulator (autodiff)")
+    g.add_argument("--sim-eval-mode", action="store_true",
+                   help="run L_sim with dropout off and batch-norm running statistics (default: train mode, "
+                   "as the supervised stages)")
+    g.add_argument("--train-split", default="train", help="supervised split: a name or a split .npz (default: train)")
+    g.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="tasks per Adam step, drawn at random (default: the whole split, as in the paper)")
+    g.add_argument("--finetune-split", default="finetune", help="L_sim split: a name or a split .npz (default: finetune)")
+    g.add_argument("--init-checkpoint", type=Path, default=None, metavar="PATH",
+                   help="start from a checkpoint of a prefix policy (mdr for cvx, cvx for dlm, nn for nnm) and skip its stages")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2], help="library verbosity, e.g. SB3's (default: 0)")
     p.add_argument("--list", action="store_true", help="list the trainable policies and exit")
     args = p.parse_args(argv)
     if not args.list and args.policy is None:
         p.error("--policy is required (trainable: " + ", ".join(sorted(TRAINERS)) + ")")
-    for flag in ("timesteps", "n_envs", "threads"):
+    if args.grad_clip is not None and args.grad_clip != "none":
+        try:
+            if float(args.grad_clip) <= 0:
+                raise ValueError
+        except ValueError:
+            p.error("--grad-clip must be a positive number or 'none'")
+    for flag in ("timesteps", "n_envs", "threads", "iterations", "sim_iterations", "batch_size", "latent_dim", "lstm_layers"):
         value = getattr(args, flag)
         if value is not None and value <= 0:
             p.error(f"--{flag.replace('_', '-')} must be positive")

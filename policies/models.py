@@ -26,7 +26,7 @@ from torch import nn
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
 from dlm_gym.dynamics import acceleration_operator
 from dlm_gym.mechanics import NUM_ENV_CONTACTS, vector_dim, vector_layout
-from policies.networks import MLP, VideoEncoder, video_to_tensor
+from policies.networks import MLP, VideoEncoder
 from policies.qp import InverseDynamicsQP, QPSolution, reference_points_from_jacobian
 
 __all__ = ["DLMNet", "NNNet", "CheckpointError", "save_checkpoint", "load_checkpoint", "CHECKPOINT_DIR"]

@@ -73,7 +73,7 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def plot_learning_curves(logs: Sequence, out_path) -> "Path":
+def plot_learning_curves(logs: Sequence, out_path):
     """Draw training curves like the paper's Fig. 6 from learning-curve CSV logs; returns the PNG path.
 
     Two log formats are read: staged logs of :mod:`policies.training`

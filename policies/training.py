@@ -67,11 +67,12 @@ class SplitData:
     commands: torch.Tensor  # (n, T, N, 4) oracle commands
 
 
-def split_data(name: str, config: SceneConfig = DEFAULT_CONFIG) -> SplitData:
-    split = load_split(name)
+def split_data(name: str | Path, config: SceneConfig = DEFAULT_CONFIG) -> SplitData:
+    """A split as training tensors: a shipped split's name or the path of a split ``.npz`` file."""
+    split = load_split(str(name))
     params = MechanicalParameters.from_dict(split.params)
     return SplitData(
-        name=name,
+        name=split.name,
         tasks=split.tasks,
         videos=video_to_tensor(split.videos),
         p_vectors=torch.as_tensor(to_vector(params, config), dtype=torch.float32),
@@ -148,16 +149,19 @@ def train_stage(
     progress: bool = True,
     weight_decay: float = 0.0,
     grad_clip: float | None = None,
+    cosine: bool = False,
 ) -> list[float]:
     """Run ``iterations`` Adam steps of ``loss_fn`` on ``data``; log losses and executed losses.
 
     ``weight_decay`` (AdamW-style, decoupled) and ``grad_clip`` (max global
-    gradient norm) default to off, the paper's plain Adam.
+    gradient norm) default to off, the paper's plain Adam; ``cosine`` decays
+    the learning rate to zero over the stage (default off: constant).
     """
     if weight_decay:
         optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     else:
         optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(iterations, 1)) if cosine else None
     history = []
     bar = tqdm(range(iterations), desc=stage, disable=not progress, leave=False)
     start = time.perf_counter()
@@ -171,6 +175,8 @@ def train_stage(
         if grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimiser.step()
+        if scheduler is not None:
+            scheduler.step()
         history.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.4g}")
         last = it == iterations - 1

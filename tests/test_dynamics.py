@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from dlm_gym.config import DEFAULT_CONFIG
 from dlm_gym.dynamics import _operators, keyframe_accelerations, keyframe_velocities, required_wrench

@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from dlm_gym.datasets import load_split
-from dlm_gym.mechanics import MechanicalParameters, to_vector
 from policies.models import CheckpointError, DLMNet, NNNet, load_checkpoint, save_checkpoint
 from policies.networks import video_to_tensor
 from policies.training import lnn_loss, lp_loss, lqp_loss, split_data, train_stage

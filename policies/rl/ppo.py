@@ -47,7 +47,6 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
-import gymnasium as gym
 import numpy as np
 import torch as th
 from gymnasium import spaces
