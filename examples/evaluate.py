@@ -19,9 +19,6 @@ import policies
 from dlm_gym.datasets import available_splits
 from policies.report import compare, format_table, task_sets
 
-# Policies the paper compares that later work adds to the zoo; until one is
-# registered, asking for it falls back to the best available baseline.
-PLANNED = ("dlm", "cvx", "mdr", "nn", "nnm")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -80,12 +77,6 @@ def main(argv=None) -> int:
         chosen = names
     elif args.policy in names:
         chosen = [args.policy]
-    elif args.policy in PLANNED:
-        print(
-            f"note: policy {args.policy!r} is not in the zoo yet; evaluating the do-nothing baseline 'noop' instead",
-            file=sys.stderr,
-        )
-        chosen = ["noop"]
     else:
         try:
             policies.make_policy(args.policy)

@@ -14,7 +14,7 @@ from policies.registry import UnknownPolicyError, available_policies, make_polic
 from policies.rollout import EpisodeResult, evaluate, rollout, summarize
 
 # Importing the modules registers their policies.
-from policies import baselines, miqp  # noqa: E402,F401  isort: skip
+from policies import baselines, learned, miqp  # noqa: E402,F401  isort: skip
 from policies.rl import ppo  # noqa: E402,F401  isort: skip
 
 __all__ = [
