@@ -93,8 +93,12 @@ def plot_learning_curves(logs: Sequence, out_path):
     logs = [Path(p) for p in logs]
     if not logs:
         raise ValueError("no learning-curve logs to plot; train a policy first (python examples/train.py)")
-    fig, axes = plt.subplots(1, len(logs), figsize=(5 * len(logs), 3.6), squeeze=False)
-    for ax, path in zip(axes[0], logs):
+    cols = min(3, len(logs))
+    rows_n = -(-len(logs) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5 * cols, 3.6 * rows_n), squeeze=False)
+    for ax in axes.flat[len(logs):]:
+        ax.set_visible(False)
+    for ax, path in zip(axes.flat, logs):
         with path.open() as handle:
             rows = list(csv.DictReader(handle))
         if not rows:
