@@ -211,6 +211,17 @@ class _Scene:
         self.rf = cfg.finger_radius
 
 
+def _finger_impulse(UX, UY, VX, VY, W, j, dx, dy, r, inv_mf: float, inv_m: float, inv_I):
+    """Apply impulses ``j (B, N)`` along ``(dx, dy)`` on the fingers and, opposite, on the object (lever ``r``)."""
+    jx, jy = j * dx, j * dy
+    UX = torch.add(UX, jx, alpha=inv_mf)
+    UY = torch.add(UY, jy, alpha=inv_mf)
+    VX = torch.sub(VX, jx.sum(-1, keepdim=True), alpha=inv_m)
+    VY = torch.sub(VY, jy.sum(-1, keepdim=True), alpha=inv_m)
+    W = W - (j * r).sum(-1, keepdim=True) * inv_I
+    return UX, UY, VX, VY, W
+
+
 def _substep(sc: _Scene, state, anchor_x, anchor_y, vel_x, vel_y):
     """One semi-implicit Euler substep. ``state`` = (X, Y, TH, VX, VY, W) as (B, 1) and (PX, PY, UX, UY) as (B, N)."""
     X, Y, TH, VX, VY, W, PX, PY, UX, UY = state
@@ -273,12 +284,7 @@ def _substep(sc: _Scene, state, anchor_x, anchor_y, vel_x, vel_y):
     rn = torch.addcmul(crx * ny, cry, nx, value=-1.0)
     meff_n = torch.reciprocal((rn * rn) * inv_I + (inv_mf + inv_m))
     jn = act_f * torch.relu(meff_n * torch.sub(pen_f * sc.bias_f, vn))  # (B, N) on the finger along n
-    jx, jy = jn * nx, jn * ny
-    UX = torch.add(UX, jx, alpha=inv_mf)
-    UY = torch.add(UY, jy, alpha=inv_mf)
-    VX = torch.sub(VX, jx.sum(-1, keepdim=True), alpha=inv_m)
-    VY = torch.sub(VY, jy.sum(-1, keepdim=True), alpha=inv_m)
-    W = W - (jn * rn).sum(-1, keepdim=True) * inv_I
+    UX, UY, VX, VY, W = _finger_impulse(UX, UY, VX, VY, W, jn, nx, ny, rn, inv_mf, inv_m, inv_I)
     # -- ground normal impulses, shared among the active contacts (a Jacobi step that cannot overshoot when
     #    two vertices of a facet land together)
     vny = torch.addcmul(VY, W, rx)
@@ -295,12 +301,7 @@ def _substep(sc: _Scene, state, anchor_x, anchor_y, vel_x, vel_y):
     rt = torch.addcmul(crx * ty, cry, tx, value=-1.0)
     cap = jn * sc.mu_f  # a finger out of contact (cap = 0) gets neither friction nor its gradient
     jt = cap * _soft_clamp(_sticking_impulses(vt, tx, ty, rt, inv_mf, inv_m, inv_I) / (cap + tiny))
-    jx, jy = jt * tx, jt * ty
-    UX = torch.add(UX, jx, alpha=inv_mf)
-    UY = torch.add(UY, jy, alpha=inv_mf)
-    VX = torch.sub(VX, jx.sum(-1, keepdim=True), alpha=inv_m)
-    VY = torch.sub(VY, jy.sum(-1, keepdim=True), alpha=inv_m)
-    W = W - (jt * rt).sum(-1, keepdim=True) * inv_I
+    UX, UY, VX, VY, W = _finger_impulse(UX, UY, VX, VY, W, jt, tx, ty, rt, inv_mf, inv_m, inv_I)
     # -- ground friction (object only), shared like the normal impulses
     vtx = torch.addcmul(VX, W, ry, value=-1.0)
     meff_t = torch.reciprocal((ry * ry) * inv_I + inv_m)
