@@ -194,9 +194,16 @@ def regenerate_command(name: str, out_path: Path, schedule: Schedule, seed: int,
     ]
     for flag, value in extra.items():
         if value is not None:
-            args += [f"--{flag.replace('_', '-')}", str(value)]
-    args += ["--out", str(out_path)]
+            args += [f"--{flag.replace('_', '-')}", _repo_relative(value) if isinstance(value, Path) else str(value)]
+    args += ["--out", _repo_relative(out_path)]
     return shlex.join(args)
+
+
+def _repo_relative(path: Path | str) -> str:
+    """A path inside the repository as the README writes it (relative to its root); others unchanged."""
+    root = Path(__file__).resolve().parents[1]
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
 
 
 # --------------------------------------------------------------- training
