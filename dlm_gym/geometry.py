@@ -8,6 +8,8 @@ contact mechanics and the task generators.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "transform",
     "world_polygons",
     "lowest_height",
+    "nearest_boundary_point",
 ]
 
 
@@ -150,3 +153,33 @@ def world_polygons(vertices: np.ndarray, poses: np.ndarray) -> np.ndarray:
 def lowest_height(vertices: np.ndarray, poses: np.ndarray) -> np.ndarray:
     """Height above the ground ``(T,)`` of the lowest vertex at each pose."""
     return world_polygons(vertices, np.atleast_2d(poses))[..., 1].min(axis=-1)
+
+
+def nearest_boundary_point(vertices, point) -> tuple[tuple[float, float], float]:
+    """The boundary point of a simple polygon nearest to ``point`` and the point's signed distance.
+
+    The distance is negative inside (crossing number, exact for non-convex
+    polygons). Both are in the polygon's own frame. Plain Python on purpose:
+    the scene calls it inside its substep loop, where NumPy's per-call
+    overhead on a dozen vertices would dominate; pass ``vertices`` as a list
+    of ``(x, y)`` pairs there (an array works too).
+    """
+    if isinstance(vertices, np.ndarray):
+        vertices = vertices.tolist()
+    px, py = float(point[0]), float(point[1])
+    best, bx, by, crossings = math.inf, px, py, 0
+    n = len(vertices)
+    for f in range(n):
+        x0, y0 = vertices[f]
+        x1, y1 = vertices[f + 1 - n]
+        ex, ey = x1 - x0, y1 - y0
+        t = ((px - x0) * ex + (py - y0) * ey) / (ex * ex + ey * ey)
+        t = 0.0 if t < 0.0 else 1.0 if t > 1.0 else t
+        qx, qy = x0 + t * ex, y0 + t * ey
+        d2 = (px - qx) ** 2 + (py - qy) ** 2
+        if d2 < best:
+            best, bx, by = d2, qx, qy
+        if (y0 > py) != (y1 > py) and px < x0 + (py - y0) * ex / ey:
+            crossings += 1
+    dist = math.sqrt(best)
+    return (bx, by), (-dist if crossings % 2 else dist)

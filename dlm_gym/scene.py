@@ -1,29 +1,47 @@
 """The pymunk sagittal scene: ground, one polygonal object, point fingers.
 
 This is the only physics of the project's environment. The object is a
-dynamic rigid body under gravity resting on or above a ground line with
+dynamic rigid body under gravity resting on or above a solid ground with
 friction; a non-convex polygon becomes several convex pymunk shapes on one
 body. Each finger is a small circle of infinite moment (so it grips instead
 of rolling) that feels no gravity and is driven by an **impedance servo**
-(DESIGN.md section 2): a virtual anchor is placed at ``p_c + lambda_c / K`` and
+(DESIGN.md section 2): a virtual anchor is placed at ``c + lambda_c / K``,
+with ``c`` the finger centre one radius behind the contact point ``p_c``, and
 pulls the finger with a critically damped spring of stiffness ``K``. When the
-finger touches the object it therefore pushes with about ``lambda_c`` while
-staying at ``p_c``; pure position control could not squeeze.
-
-The servo runs inside pymunk's C solver, with no Python callback per
-substep: the anchor is a kinematic body that pymunk itself moves at constant
-velocity over an interval, and the isotropic spring-damper is two
-``DampedSpring`` s whose far ends sit ``_AXIS_LENGTH`` metres away along x and
-y, so each acts along one axis only. The finger's weight is cancelled exactly
-by raising the anchor ``m_f g / K`` (a linear spring adds a constant force
-for a constant offset), which is how the fingers "feel no gravity".
+finger touches the object it therefore pushes with ``lambda_c`` while staying
+at ``p_c``; pure position control could not squeeze.
 
 Finger commands are per keyframe: ``(x, y, f_x, f_y)`` for each finger, the
 contact point in metres and the force on the object in newtons (world frame).
 :meth:`Scene.place_fingers` puts the fingers at a keyframe command;
-:meth:`Scene.run_interval` then sweeps the anchors linearly to the next
+:meth:`Scene.run_interval` then sweeps the commands linearly to the next
 keyframe command while the physics advances by ``dt`` (this is why
 :mod:`dlm_gym.dynamics` models contact forces as piecewise linear in time).
+
+**What no command can do** (the rules that keep the benchmark honest; since
+version 0.2 of the physics, see the env's Version History):
+
+- *A finger never works from inside the object.* At every substep (and at
+  placement) a commanded contact point that lies inside the object, at the
+  object's pose at that instant, is replaced by the nearest point of the
+  object's surface. Penetration resolution would otherwise turn an interior
+  command into a grip that no real finger could make. How far each finger's
+  command was moved is reported (:attr:`Scene.projection_distance`).
+- *The servo force is bounded.* Each component of the force the servo puts
+  on a finger is clipped to ``+-config.force_limit`` (40 N), the same box the
+  commanded forces live in, so a finger blocked by the object (a command on
+  its far side, say) pushes no harder than a legal command could.
+- *Fingers and the object cannot enter the ground.* The ground is a solid
+  block 1 m deep whose top face is y = 0; fingers collide with it, and a
+  finger centre is never commanded below one finger radius above it.
+
+The servo is computed in Python once per substep (2 ms) and handed to pymunk
+as a force: ``u* = v_a + (u - v_a) exp(-D h / m_f) + (K h / m_f) (a - x - u h)``
+is the finger velocity a damped spring would give (damped exactly, the spring
+evaluated where the finger will be after the position update), and the force
+``m_f (u* - u) / h``, clipped, realises it. The finger's weight is cancelled
+by an extra ``m_f g`` upwards. :mod:`policies.diffsim` mirrors this servo
+term for term in torch.
 """
 
 from __future__ import annotations
@@ -35,23 +53,24 @@ import pymunk
 import pymunk.autogeometry
 
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
-from dlm_gym.geometry import polar_moment
+from dlm_gym.geometry import nearest_boundary_point, polar_moment
 
 __all__ = ["Scene", "convex_pieces", "FORCE_SCALE_FLOOR"]
 
-try:  # pymunk's Space.step only adds callback bookkeeping this scene never uses
-    from pymunk._chipmunk import lib as _chipmunk
-except ImportError:  # pragma: no cover - other pymunk builds
-    _chipmunk = None
+# pymunk's public accessors build a Vec2d or a named tuple per call; the servo runs 400 times per
+# episode and finger, so it talks to chipmunk directly (pymunk's own cffi bindings).
+from pymunk._chipmunk import ffi as _ffi
+from pymunk._chipmunk import lib as _cp
 
-# Collision categories: the object meets the ground and the fingers; fingers
-# pass through the ground and each other (two bodies of infinite mass or two
-# fingers must never push on each other).
+# Collision categories: the object meets the ground and the fingers; fingers meet the object and the
+# ground but not each other (two fingers must never push on each other).
 _GROUND, _OBJECT, _FINGER = 0b001, 0b010, 0b100
 _PARKED = pymunk.ShapeFilter(categories=0, mask=0)
-_PARK_POSITION = (0.0, -10.0)  # far below the ground, out of everything's way
+_PARK_POSITION = (0.0, -10.0)  # far below the ground block, out of everything's way
+_GROUND_DEPTH = 1.0  # m: deep enough that no vertex can tunnel through the block in a substep
+_SINK_TOLERANCE = 1e-3  # m a vertex may be inside the ground after a substep (the benchmark promises 2 mm)
+_CONTACT_BIAS = 0.2  # share of an overlap pushed out per substep (policies.diffsim's ContactModel uses the same)
 FORCE_SCALE_FLOOR = 1.0  # N: below this the finger-radius offset fades out
-_AXIS_LENGTH = 100.0  # m: a spring this long is straight along its axis to ~1e-6 for cm offsets
 
 
 def convex_pieces(polygon: np.ndarray) -> list[list[tuple[float, float]]]:
@@ -97,31 +116,31 @@ class Scene:
         # pymunk's defaults are tuned for pixels; in metres 0.1 of slop would be 10 cm.
         self.space.collision_slop = 1e-4
         self.space.iterations = 30
-        ground = pymunk.Segment(self.space.static_body, (-50.0, -0.01), (50.0, -0.01), 0.01)
+        self.space.collision_bias = (1.0 - _CONTACT_BIAS) ** (1.0 / cfg.substep_dt)  # chipmunk's unit: per second
+        ground = pymunk.Poly(
+            self.space.static_body, [(-50.0, -_GROUND_DEPTH), (50.0, -_GROUND_DEPTH), (50.0, 0.0), (-50.0, 0.0)]
+        )
         ground.friction = cfg.ground_friction  # contact friction is the product: ground x 1
-        ground.filter = pymunk.ShapeFilter(categories=_GROUND, mask=_OBJECT)
+        ground.filter = pymunk.ShapeFilter(categories=_GROUND, mask=_OBJECT | _FINGER)
         self.space.add(ground)
 
         self.fingers: list[pymunk.Body] = []
-        self._anchors: list[pymunk.Body] = []
         self._finger_shapes: list[pymunk.Circle] = []
-        L = _AXIS_LENGTH
         for _ in range(cfg.num_fingers):
             body = pymunk.Body(cfg.finger_mass, math.inf)
             body.position = _PARK_POSITION
-            anchor = pymunk.Body(body_type=pymunk.Body.KINEMATIC)
-            anchor.position = self._lift(_PARK_POSITION)
-            springs = [
-                pymunk.DampedSpring(anchor, body, a, (0.0, 0.0), L, cfg.servo_stiffness, cfg.servo_damping)
-                for a in ((-L, 0.0), (0.0, -L))
-            ]
             shape = pymunk.Circle(body, cfg.finger_radius)
             shape.friction = cfg.finger_friction
             shape.filter = _PARKED
-            self.space.add(body, anchor, shape, *springs)
+            self.space.add(body, shape)
             self.fingers.append(body)
-            self._anchors.append(anchor)
             self._finger_shapes.append(shape)
+        self._pieces: list[pymunk.Poly] = []
+        self._query = _ffi.new("cpPointQueryInfo *")
+        self._forces = np.zeros((cfg.num_fingers, 2))
+        self.projection_distance = np.zeros(cfg.num_fingers)
+        """Metres each finger's contact point was moved out of the object, largest over the last
+        placement or interval (0 when no command reached inside)."""
         self.fingers_placed = False
         self.time = 0.0
 
@@ -143,54 +162,120 @@ class Scene:
             shapes.append(shape)
         self.space.add(body, *shapes)
         self.object = body
+        self._pieces = shapes
         self.polygon = np.asarray(polygon, dtype=np.float64)
+        self._circumradius = float(np.linalg.norm(self.polygon, axis=1).max())
+        self._outline = self.polygon.tolist()
 
     # ---------------------------------------------------------------- fingers
-    def _lift(self, point) -> tuple[float, float]:
-        """Raise an anchor by m_f g / K so that the spring carries the finger's weight."""
-        cfg = self.config
-        return point[0], point[1] + cfg.finger_mass * cfg.gravity / cfg.servo_stiffness
-
     def anchor(self, command) -> tuple[float, float]:
-        """Servo anchor of a command: the finger centre sits one radius behind the contact, the spring adds lambda / K."""
+        """Servo anchor of a command as given (before any projection): the finger centre one radius behind
+        the contact point, plus ``lambda / K``."""
         x, y, fx, fy = (float(c) for c in command)
         cfg = self.config
         back = cfg.finger_radius / max(math.hypot(fx, fy), FORCE_SCALE_FLOOR)
         k_inv = 1.0 / cfg.servo_stiffness
-        return self._lift((x - back * fx + k_inv * fx, y - back * fy + k_inv * fy))
+        return x - back * fx + k_inv * fx, y - back * fy + k_inv * fy
+
+    def surface_point(self, x: float, y: float) -> tuple[float, float, float]:
+        """``(x, y)`` if it is outside the object now, else the nearest point of the object's surface; and the move."""
+        body = self.object
+        if body is None:
+            return x, y, 0.0
+        c = _cp.cpBodyGetPosition(body._body)
+        if math.hypot(x - c.x, y - c.y) >= self._circumradius:
+            return x, y, 0.0
+        query = self._query
+        inside = False
+        for piece in self._pieces:
+            if _cp.cpShapePointQuery(piece._shape, (x, y), query) < 0.0:
+                inside = True
+                break
+        if not inside:
+            return x, y, 0.0
+        if len(self._pieces) == 1:  # convex: chipmunk's query already holds the nearest surface point
+            return query.point.x, query.point.y, -query.distance
+        # inside a piece of a non-convex object: the nearest point of the whole outline, not of the piece
+        cos, sin = math.cos(body.angle), math.sin(body.angle)
+        dx, dy = x - c.x, y - c.y
+        q, dist = nearest_boundary_point(self._outline, (cos * dx + sin * dy, -sin * dx + cos * dy))
+        if dist >= 0.0:  # on a seam between two pieces
+            return x, y, 0.0
+        return c.x + cos * q[0] - sin * q[1], c.y + sin * q[0] + cos * q[1], -dist
+
+    def _servo_target(self, x: float, y: float, fx: float, fy: float) -> tuple[float, float, float]:
+        """Anchor ``(a_x, a_y)`` of a command after the contact point is kept out of the object and the finger
+        centre out of the ground; and how far the contact point moved."""
+        cfg = self.config
+        x, y, moved = self.surface_point(x, y)
+        back = cfg.finger_radius / max(math.hypot(fx, fy), FORCE_SCALE_FLOOR)
+        cx, cy = x - back * fx, max(y - back * fy, cfg.finger_radius)
+        k_inv = 1.0 / cfg.servo_stiffness
+        return cx + k_inv * fx, cy + k_inv * fy, moved
 
     def place_fingers(self, commands: np.ndarray) -> None:
         """Put each finger at its keyframe command (contact point, force) with the servo engaged."""
-        cfg = self.config
-        for body, anchor, shape, cmd in zip(self.fingers, self._anchors, self._finger_shapes, commands):
+        k_inv = 1.0 / self.config.servo_stiffness
+        limit = self.config.force_limit
+        for i, (body, shape, cmd) in enumerate(zip(self.fingers, self._finger_shapes, commands)):
             x, y, fx, fy = (float(c) for c in cmd)
-            back = cfg.finger_radius / max(math.hypot(fx, fy), FORCE_SCALE_FLOOR)
-            body.position = (x - back * fx, y - back * fy)
+            ax, ay, moved = self._servo_target(x, y, fx, fy)
+            body.position = (ax - k_inv * fx, ay - k_inv * fy)
             body.velocity = (0.0, 0.0)
-            anchor.position = self.anchor(cmd)
-            anchor.velocity = (0.0, 0.0)
-            shape.filter = pymunk.ShapeFilter(categories=_FINGER, mask=_OBJECT)
+            shape.filter = pymunk.ShapeFilter(categories=_FINGER, mask=_OBJECT | _GROUND)
             self.space.reindex_shapes_for_body(body)
+            self.projection_distance[i] = moved
+            self._forces[i] = (min(max(fx, -limit), limit), min(max(fy, -limit), limit))
         self.fingers_placed = True
 
     def run_interval(self, start: np.ndarray, end: np.ndarray) -> None:
-        """Advance ``dt`` seconds while each finger's anchor sweeps linearly from command ``start`` to ``end``."""
+        """Advance ``dt`` seconds while each finger's command sweeps linearly from ``start`` to ``end``."""
         cfg = self.config
-        for anchor, a, b in zip(self._anchors, start, end):
-            a, b = self.anchor(a), self.anchor(b)
-            anchor.position = a
-            anchor.velocity = ((b[0] - a[0]) / cfg.dt, (b[1] - a[1]) / cfg.dt)  # pymunk moves it
-        h = cfg.substep_dt
-        if _chipmunk is not None:  # bit-identical to Space.step, ~20 % faster
-            raw, handle = _chipmunk.cpSpaceStep, self.space._space
-            for _ in range(cfg.substeps):
-                raw(handle, h)
-        else:
-            for _ in range(cfg.substeps):
-                self.space.step(h)
-        for anchor, b in zip(self._anchors, end):
-            anchor.position = self.anchor(b)  # exactly at the keyframe command, free of round-off
-            anchor.velocity = (0.0, 0.0)
+        n, h = cfg.substeps, cfg.substep_dt
+        m, K, limit = cfg.finger_mass, cfg.servo_stiffness, cfg.force_limit
+        decay = math.exp(-cfg.servo_damping * h / m)
+        gain, to_force, weight = K * h / m, m / h, m * cfg.gravity
+        start = np.asarray(start, dtype=np.float64).tolist()
+        end = np.asarray(end, dtype=np.float64).tolist()
+        # the anchor's own velocity along the sweep (the damper acts on the finger's velocity relative to it)
+        sweep = []
+        for a, b in zip(start, end):
+            (a0x, a0y), (a1x, a1y) = self.anchor(a), self.anchor(b)
+            sweep.append(((a1x - a0x) / cfg.dt, (a1y - a0y) / cfg.dt))
+        moved_max = [0.0] * len(self.fingers)
+        forces = self._forces
+        space, placed = self.space._space, self.fingers_placed
+        handles = [body._body for body in self.fingers]
+        obj, pieces = (self.object._body if self.object is not None else None), self._pieces
+        for s in range(1, n + 1):
+            w = s / n
+            for i, handle in enumerate(handles):
+                if not placed:  # parked fingers float where they are (chipmunk clears forces every step)
+                    _cp.cpBodySetForce(handle, (0.0, weight))
+                    continue
+                (x0, y0, fx0, fy0), (x1, y1, fx1, fy1) = start[i], end[i]
+                ax, ay, moved = self._servo_target(
+                    x0 + w * (x1 - x0), y0 + w * (y1 - y0), fx0 + w * (fx1 - fx0), fy0 + w * (fy1 - fy0)
+                )
+                if moved > moved_max[i]:
+                    moved_max[i] = moved
+                vax, vay = sweep[i]
+                p, u = _cp.cpBodyGetPosition(handle), _cp.cpBodyGetVelocity(handle)
+                ux, uy = u.x, u.y
+                fx = to_force * (vax + (ux - vax) * decay + gain * (ax - p.x - ux * h) - ux)
+                fy = to_force * (vay + (uy - vay) * decay + gain * (ay - p.y - uy * h) - uy)
+                fx, fy = min(max(fx, -limit), limit), min(max(fy, -limit), limit)
+                forces[i, 0], forces[i, 1] = fx, fy
+                _cp.cpBodySetForce(handle, (fx, fy + weight))
+            _cp.cpSpaceStep(space, h)
+            if obj is not None:
+                # a vertex moving at v enters the ground by up to v h in the substep it lands; lift the
+                # object out of what exceeds the tolerance (the solver has already stopped its approach)
+                low = min(_cp.cpShapeGetBB(piece._shape).b for piece in pieces)
+                if low < -_SINK_TOLERANCE:
+                    p = _cp.cpBodyGetPosition(obj)
+                    _cp.cpBodySetPosition(obj, (p.x, p.y - low - _SINK_TOLERANCE))
+        self.projection_distance[:] = moved_max
         self.time += cfg.dt
 
     def rollout(self, polygon: np.ndarray, start_pose, commands: np.ndarray) -> np.ndarray:
@@ -208,6 +293,15 @@ class Scene:
         return np.stack(poses)
 
     # ----------------------------------------------------------------- state
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_query"]  # a chipmunk scratch buffer: made anew on unpickling
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._query = _ffi.new("cpPointQueryInfo *")
+
     @property
     def object_pose(self) -> np.ndarray:
         """Simulated pose ``(x, y, theta)`` of the object frame (centroid)."""
@@ -221,24 +315,12 @@ class Scene:
 
     @property
     def finger_positions(self) -> np.ndarray:
-        """Finger centres ``(N, 2)``; parked fingers report NaN."""
-        if not self.fingers_placed:
-            return np.full((len(self.fingers), 2), np.nan)
+        """Finger centres ``(N, 2)``; before :meth:`place_fingers` they are parked at ``(0, -10)``, out of reach."""
         return np.array([[b.position.x, b.position.y] for b in self.fingers])
 
     @property
     def finger_forces(self) -> np.ndarray:
-        """Current servo force ``(N, 2)`` of each finger, i.e. what it pushes with (zero when parked)."""
+        """The servo force ``(N, 2)`` each finger pushed with in the last substep (zero when parked)."""
         if not self.fingers_placed:
             return np.zeros((len(self.fingers), 2))
-        K, D = self.config.servo_stiffness, self.config.servo_damping
-        weight = self.config.finger_mass * self.config.gravity
-        return np.array(
-            [
-                [
-                    K * (a.position.x - b.position.x) + D * (a.velocity.x - b.velocity.x),
-                    K * (a.position.y - b.position.y) + D * (a.velocity.y - b.velocity.y) - weight,
-                ]
-                for a, b in zip(self._anchors, self.fingers)
-            ]
-        )
+        return self._forces.copy()

@@ -203,6 +203,9 @@ class _Scene:
         self.h = h = cfg.dt / self.steps
         self.g = cfg.gravity
         self.spring = h * cfg.servo_stiffness / cfg.finger_mass  # velocity per metre of spring stretch
+        self.to_force = cfg.finger_mass / h  # force that changes a finger's velocity by 1 m/s in a substep
+        self.force_limit = cfg.force_limit
+        self.k_inv = 1.0 / cfg.servo_stiffness
         self.decay = math.exp(-cfg.servo_damping * h / cfg.finger_mass)
         self.kappa = model.kappa
         self.bias_g = model.ground_bias / h
@@ -222,30 +225,11 @@ def _finger_impulse(UX, UY, VX, VY, W, j, dx, dy, r, inv_mf: float, inv_m: float
     return UX, UY, VX, VY, W
 
 
-def _substep(sc: _Scene, state, anchor_x, anchor_y, vel_x, vel_y):
-    """One semi-implicit Euler substep. ``state`` = (X, Y, TH, VX, VY, W) as (B, 1) and (PX, PY, UX, UY) as (B, N)."""
-    X, Y, TH, VX, VY, W, PX, PY, UX, UY = state
-    h, kap, tiny = sc.h, sc.kappa, 1e-12
-    inv_m, inv_mf, inv_I = sc.inv_m, sc.inv_mf, sc.inv_I
-    # -- positions move with the velocities of the previous substep (chipmunk's order)
-    X = torch.add(X, VX, alpha=h)
-    Y = torch.add(Y, VY, alpha=h)
-    TH = torch.add(TH, W, alpha=h)
-    PX = torch.add(PX, UX, alpha=h)
-    PY = torch.add(PY, UY, alpha=h)
-    c, s = torch.cos(TH), torch.sin(TH)
-    # -- finger servo: the velocity relative to the anchor's decays exactly as chipmunk's DampedSpring
-    #    damps it, then the spring K (a - p) adds its impulse
-    UX = torch.add(torch.lerp(vel_x, UX, sc.decay), anchor_x - PX, alpha=sc.spring)
-    UY = torch.add(torch.lerp(vel_y, UY, sc.decay), anchor_y - PY, alpha=sc.spring)
-    # -- ground: vertex offsets from the centre of mass (world axes); the height is the signed distance
-    rx = c * sc.vx - s * sc.vy  # (B, F)
-    ry = s * sc.vx + c * sc.vy
-    zg = (Y + ry) * (-kap)
-    act_g = torch.sigmoid(zg) * sc.vmask
-    pen_g = torch.nn.functional.softplus(zg) * (1.0 / kap)
-    # -- fingers: signed distance to the polygon in the object frame (nearest facet point)
-    dxw, dyw = PX - X, PY - Y  # (B, N) finger centre relative to the centre of mass
+def _nearest_facet_point(sc: _Scene, wx, wy, X, Y, c, s):
+    """Signed distance ``(B, N)`` of world points to the polygon at pose ``(X, Y, c, s)``, and the object-frame
+    vector ``(gx, gy)`` from the nearest boundary point to each point (the nearest facet is chosen without
+    gradient; inside/outside by crossing number, exact for non-convex polygons)."""
+    dxw, dyw = wx - X, wy - Y
     px = c * dxw + s * dyw
     py = c * dyw - s * dxw
     qx = px[..., None] - sc.vx_n  # (B, N, F)
@@ -257,17 +241,64 @@ def _substep(sc: _Scene, state, anchor_x, anchor_y, vel_x, vel_y):
         # the nearest facet (argmin, not min(dim=-1): torch 2.13's min-with-indices was measured taking
         # 1-10 ms instead of ~2 us on these tiny tensors with 2 intra-op threads)
         idx = (dx * dx + dy * dy).argmin(dim=-1, keepdim=True)
-        # inside/outside by crossing number (exact for non-convex polygons)
         pxc, pyc = px[..., None], py[..., None]
         crosses = ((sc.vy_n > pyc) != (sc.vy_next > pyc)) & (pxc < sc.vx_n + (pyc - sc.vy_n) * sc.slope)
         sign = 1.0 - 2.0 * (crosses.sum(-1) % 2).to(X.dtype)
-    gx = torch.gather(dx, -1, idx).squeeze(-1)  # (B, N) from the nearest boundary point to the finger
+    gx = torch.gather(dx, -1, idx).squeeze(-1)  # (B, N) from the nearest boundary point to the point
     gy = torch.gather(dy, -1, idx).squeeze(-1)
-    dist = torch.sqrt(torch.addcmul(gx * gx, gy, gy) + tiny)
-    scale = sign / dist
+    dist = torch.sqrt(torch.addcmul(gx * gx, gy, gy) + 1e-12)
+    return sign * dist, gx, gy
+
+
+def _servo_anchors(sc: _Scene, X, Y, c, s, contact_x, contact_y, force_x, force_y):
+    """``Scene._servo_target`` in torch: contact points inside the object (at the pose given) moved to its
+    surface, finger centres one radius behind them and kept a radius above the ground, plus ``lambda / K``."""
+    signed, gx, gy = _nearest_facet_point(sc, contact_x, contact_y, X, Y, c, s)
+    inside = (signed < 0.0).to(X.dtype)  # an outside point stays put; an inside one drops onto the surface
+    contact_x = contact_x - inside * (c * gx - s * gy)
+    contact_y = contact_y - inside * (s * gx + c * gy)
+    # vector_norm, not sqrt: its gradient at zero force is 0, not NaN
+    back = sc.rf / torch.linalg.vector_norm(torch.stack([force_x, force_y], -1), dim=-1).clamp(min=FORCE_SCALE_FLOOR)
+    centre_x = contact_x - back * force_x
+    centre_y = (contact_y - back * force_y).clamp(min=sc.rf)
+    return centre_x + force_x * sc.k_inv, centre_y + force_y * sc.k_inv
+
+
+def _substep(sc: _Scene, state, contact_x, contact_y, force_x, force_y, vel_x, vel_y):
+    """One semi-implicit Euler substep. ``state`` = (X, Y, TH, VX, VY, W) as (B, 1) and (PX, PY, UX, UY) as (B, N);
+    the commands ``(B, N)`` are the swept keyframe commands at the end of the substep."""
+    X, Y, TH, VX, VY, W, PX, PY, UX, UY = state
+    h, kap, tiny = sc.h, sc.kappa, 1e-12
+    inv_m, inv_mf, inv_I = sc.inv_m, sc.inv_mf, sc.inv_I
+    # -- servo targets against the object where it is before it moves (pymunk's cached shapes)
+    anchor_x, anchor_y = _servo_anchors(sc, X, Y, torch.cos(TH), torch.sin(TH), contact_x, contact_y, force_x, force_y)
+    # -- positions move with the velocities of the previous substep (chipmunk's order)
+    X = torch.add(X, VX, alpha=h)
+    Y = torch.add(Y, VY, alpha=h)
+    TH = torch.add(TH, W, alpha=h)
+    PX = torch.add(PX, UX, alpha=h)
+    PY = torch.add(PY, UY, alpha=h)
+    c, s = torch.cos(TH), torch.sin(TH)
+    # -- finger servo: the velocity a damped spring would give (relative velocity decaying exactly, the spring
+    #    K (a - p) on the moved finger), realised by a force clipped to the force limit, as in Scene
+    limit = sc.force_limit
+    FX = (torch.add(torch.lerp(vel_x, UX, sc.decay), anchor_x - PX, alpha=sc.spring) - UX).mul(sc.to_force)
+    FY = (torch.add(torch.lerp(vel_y, UY, sc.decay), anchor_y - PY, alpha=sc.spring) - UY).mul(sc.to_force)
+    UX = torch.add(UX, FX.clamp(-limit, limit), alpha=h * inv_mf)
+    UY = torch.add(UY, FY.clamp(-limit, limit), alpha=h * inv_mf)
+    # -- ground: vertex offsets from the centre of mass (world axes); the height is the signed distance
+    rx = c * sc.vx - s * sc.vy  # (B, F)
+    ry = s * sc.vx + c * sc.vy
+    zg = (Y + ry) * (-kap)
+    act_g = torch.sigmoid(zg) * sc.vmask
+    pen_g = torch.nn.functional.softplus(zg) * (1.0 / kap)
+    # -- fingers: signed distance to the polygon in the object frame (nearest facet point)
+    dxw, dyw = PX - X, PY - Y  # (B, N) finger centre relative to the centre of mass
+    signed, gx, gy = _nearest_facet_point(sc, PX, PY, X, Y, c, s)
+    scale = torch.sign(signed) / signed.abs()
     ndx = gx * scale  # object-frame outward normal, towards the finger
     ndy = gy * scale
-    zf = (sign * dist - sc.rf) * (-kap)
+    zf = (signed - sc.rf) * (-kap)
     act_f = torch.sigmoid(zf)
     pen_f = torch.nn.functional.softplus(zf) * (1.0 / kap)
     nx = c * ndx - s * ndy  # world normal (B, N)
@@ -361,24 +392,22 @@ def simulate_torch(
     if clip:
         commands = _clip_commands(commands, config)
     sc = _Scene(polygons, config, model, dtype, device)
-    anchors, centres = command_anchors(commands, config)  # (B, T, N, 2)
-    ax, ay = anchors[..., 0], anchors[..., 1]  # (B, T, N)
+    anchors, _ = command_anchors(commands, config)  # (B, T, N, 2), as given (the sweep's own velocity)
     zero = start.new_zeros(B, 1)
+    c0, s0 = torch.cos(start[:, 2:3]), torch.sin(start[:, 2:3])
+    first = commands[:, 0]
+    ax0, ay0 = _servo_anchors(sc, start[:, 0:1], start[:, 1:2], c0, s0, first[..., 0], first[..., 1], first[..., 2], first[..., 3])
+    # placement: the finger centre where the servo holds it at rest (Scene.place_fingers)
     state = (start[:, 0:1], start[:, 1:2], start[:, 2:3], zero, zero, zero,
-             centres[:, 0, :, 0], centres[:, 0, :, 1], start.new_zeros(B, N), start.new_zeros(B, N))
+             ax0 - first[..., 2] * sc.k_inv, ay0 - first[..., 3] * sc.k_inv, start.new_zeros(B, N), start.new_zeros(B, N))
     poses = [start]
-    h = sc.h
     step = _compiled_substep() if compile else _substep
     for k in range(1, T):
-        vel_x = (ax[:, k] - ax[:, k - 1]) * (1.0 / config.dt)  # sweep velocity (B, N)
-        vel_y = (ay[:, k] - ay[:, k - 1]) * (1.0 / config.dt)
+        sweep = (anchors[:, k] - anchors[:, k - 1]) * (1.0 / config.dt)  # (B, N, 2)
+        a, b = commands[:, k - 1], commands[:, k]
         for s in range(1, sc.steps + 1):
-            if s < sc.steps:
-                anchor_x = torch.add(ax[:, k - 1], vel_x, alpha=s * h)
-                anchor_y = torch.add(ay[:, k - 1], vel_y, alpha=s * h)
-            else:  # exactly at the keyframe command, as Scene.run_interval leaves it
-                anchor_x, anchor_y = ax[:, k], ay[:, k]
-            state = step(sc, state, anchor_x, anchor_y, vel_x, vel_y)
+            cmd = b if s == sc.steps else torch.lerp(a, b, s / sc.steps)
+            state = step(sc, state, cmd[..., 0], cmd[..., 1], cmd[..., 2], cmd[..., 3], sweep[..., 0], sweep[..., 1])
         poses.append(torch.cat(state[:3], -1))
     return torch.stack(poses, 1)
 

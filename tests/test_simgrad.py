@@ -68,8 +68,11 @@ def test_fd_gradient_matches_a_naive_central_difference():
     """Snapshots + causality + processes give the plain re-simulate-everything central differences."""
     task = sample_task(1)
     cmd = squeeze_commands(task)
-    edge = (3, 0, 1)
-    cmd[edge] = command_bounds()[1][1]  # on the box edge: the + step is clipped (one-sided difference)
+    # on the box edge at the last keyframe: the + step is clipped (one-sided difference). (An earlier keyframe
+    # drags the finger off the object, and its command then lies centimetres inside it, where the projection
+    # onto the nearest facet amplifies the snapshots' 1e-16 m round-off into millimetres.)
+    edge = (4, 0, 1)
+    cmd[edge] = command_bounds()[1][1]
     loss_n, grad_n = naive_fd_gradient([task], cmd[None])
     loss, grad = fd_gradient([task], cmd[None], workers=0, chain=False)
     assert loss[0] == loss_n[0] == float(object_trajectory_loss(simulate(task, cmd)[0], task.trajectory))
@@ -79,13 +82,14 @@ def test_fd_gradient_matches_a_naive_central_difference():
     assert np.linalg.norm(grad - grad_n) <= 1e-3 * np.linalg.norm(grad_n)
     assert np.abs(grad_n).max() > 0.1  # a real signal, not zeros
 
-    # chain mode (default): the same contact-point differences, force gradients through Scene.anchor
-    loss_c, grad_c = fd_gradient([task], cmd[None], workers=0)
+    # chain mode: the same contact-point differences, force gradients through Scene.anchor (exact only where
+    # no contact point was projected out of the object: here they were, so only the positions must agree)
+    loss_c, grad_c = fd_gradient([task], cmd[None], workers=0, chain=True)
     assert np.array_equal(loss_c, loss) and np.array_equal(grad_c[:, 0], grad[:, 0])
     same = np.ones(grad.shape[:-1], bool)
     same[(0,) + edge[:2]] = False  # at the clipped entry the two schemes use different one-sided stencils
     assert np.array_equal(grad_c[..., :2][same], grad[..., :2][same])
-    assert np.linalg.norm(grad_c[..., 2:] - grad[..., 2:]) <= 0.05 * np.linalg.norm(grad[..., 2:])
+    assert np.linalg.norm(grad_c[..., 2:]) > 0.1 * np.linalg.norm(grad[..., 2:])
 
     # the process pool (keyframes split between workers for a single datapoint) changes nothing
     for chain, expected in ((False, grad), (True, grad_c)):
@@ -133,11 +137,13 @@ def test_autodiff_gradient_matches_finite_differences_of_the_torch_model():
     task = sample_task(3)
     cases = [
         # a sampled polygon carried by a two-finger squeeze, and a box pushed sideways on the ground
-        (task.polygon, task.trajectory[0], squeeze_commands(task)[:3], task.trajectory[:3]),
+        # (the contact points 1 mm off the surface: exactly on it, the projection's one-sided derivative along
+        # the normal would make the central difference straddle a kink)
+        (task.polygon, task.trajectory[0], _off_surface(squeeze_commands(task)[:3]), task.trajectory[:3]),
         (
             _box_task().polygon,
             np.array([0.0, 0.1, 0.0]),
-            np.array([[[-0.1, 0.1 + 0.001 * k, 8.0, 0.5], [0.3, 0.75, 0.0, 0.0]] for k in range(3)]),
+            _off_surface(np.array([[[-0.1, 0.1 + 0.001 * k, 8.0, 0.5], [0.3, 0.75, 0.0, 0.5]] for k in range(3)])),
             np.array([[0.01 * k, 0.1, 0.0] for k in range(3)]),
         ),
     ]
@@ -160,8 +166,16 @@ def test_autodiff_gradient_matches_finite_differences_of_the_torch_model():
                 assert abs(analytic - numeric) <= 1e-5 * (c.grad.abs() * v.abs()).sum() + 1e-9, (analytic, numeric)
 
 
+def _off_surface(cmd: np.ndarray, gap: float = 1e-3) -> np.ndarray:
+    """Commands whose contact points sit ``gap`` behind the surface, against their force."""
+    out = cmd.copy()
+    f = out[..., 2:]
+    out[..., :2] -= gap * f / np.linalg.norm(f, axis=-1, keepdims=True)
+    return out
+
+
 def test_torch_servo_matches_the_scene():
-    """The torch anchors and finger placements are Scene.anchor's and Scene.place_fingers' (lift aside)."""
+    """The torch anchors and finger placements are Scene.anchor's and Scene.place_fingers'."""
     from dlm_gym.scene import Scene
     from policies.diffsim import command_anchors
 
@@ -170,9 +184,30 @@ def test_torch_servo_matches_the_scene():
     scene.reset(_box_task().polygon, (0.0, 0.3, 0.0))
     scene.place_fingers(cmd)
     anchors, centres = command_anchors(torch.tensor(cmd))
-    lift = np.array([0.0, DEFAULT_CONFIG.finger_mass * DEFAULT_CONFIG.gravity / DEFAULT_CONFIG.servo_stiffness])
-    assert np.allclose(anchors.numpy() + lift, [scene.anchor(c) for c in cmd], atol=1e-15)
+    assert np.allclose(anchors.numpy(), [scene.anchor(c) for c in cmd], atol=1e-15)
     assert np.allclose(centres.numpy(), scene.finger_positions, atol=1e-15)
+
+
+def test_torch_projection_matches_the_scene():
+    """Contact points inside the object (and finger centres below the ground) move exactly as Scene moves them."""
+    from dlm_gym.scene import Scene
+    from policies.diffsim import _Scene, _servo_anchors, DEFAULT_MODEL
+
+    task = sample_task(4, n_facets=6)
+    pose = np.array([0.05, 0.3, 0.7])
+    rng = np.random.default_rng(0)
+    cmds = np.concatenate([rng.uniform([-0.3, -0.05, -20, -20], [0.3, 0.6, 20, 20], (200, 4))])
+    scene = Scene()
+    scene.reset(task.polygon, pose)
+    expected = np.array([scene._servo_target(*c)[:2] for c in cmds])
+    moved = np.array([scene._servo_target(*c)[2] for c in cmds])
+    assert (moved > 0.01).sum() > 20  # many of them were inside
+    sc = _Scene([task.polygon], DEFAULT_CONFIG, DEFAULT_MODEL, torch.float64, "cpu")
+    c = torch.tensor(cmds.T[None])  # (1, 4, 200): the batch of one object, 200 "fingers"
+    th = torch.tensor([[pose[2]]], dtype=torch.float64)
+    ax, ay = _servo_anchors(sc, torch.tensor([[pose[0]]]), torch.tensor([[pose[1]]]), torch.cos(th), torch.sin(th),
+                            c[:, 0], c[:, 1], c[:, 2], c[:, 3])
+    assert np.allclose(np.stack([ax[0].numpy(), ay[0].numpy()], 1), expected, atol=1e-12)
 
 
 def test_torch_batch_mixes_facet_counts():
