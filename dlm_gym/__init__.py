@@ -16,7 +16,9 @@ from dlm_gym.geometry import InvalidPolygonError
 from dlm_gym.metrics import object_trajectory_loss
 from dlm_gym.task import Task, sample_task
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+PHYSICS_VERSION = "0.2"
+"""Bumped whenever the scene's physics changes results (see the env's Version History)."""
 
 __all__ = [
     "Task",
@@ -42,5 +44,6 @@ if "VideoPlanarManip-v0" not in registry:
     register(
         id="VideoPlanarManip-v0",
         entry_point="dlm_gym.envs.video_planar_manip:VideoPlanarManipEnv",
-        max_episode_steps=DEFAULT_CONFIG.horizon,
+        # no TimeLimit: the env terminates after its T keyframes itself, and a limit equal to the horizon
+        # would also flag that last step as truncated
     )

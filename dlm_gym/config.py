@@ -67,6 +67,8 @@ class SceneConfig:
     # --- loss -------------------------------------------------------------
     loss_rho: float = 0.03
     """rho in metres: the angle enters the object-trajectory loss as rho * sin(theta)."""
+    success_threshold: float = 1.0
+    """An episode succeeds (``info["is_success"]``) when its object-trajectory loss is at most this, in cm^2."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -89,6 +91,7 @@ class SceneConfig:
             "frame_size": self.frame_size >= 8,
             "render_size": self.render_size >= 64,
             "loss_rho": self.loss_rho > 0,
+            "success_threshold": self.success_threshold >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

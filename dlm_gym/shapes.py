@@ -36,7 +36,7 @@ def random_polygon(
     min_radius_ratio: float = 0.55,
     min_edge_ratio: float = 0.2,
     min_angle: float = np.deg2rad(25.0),
-    max_tries: int = 1000,
+    max_tries: int = 100_000,
 ) -> np.ndarray:
     """A random simple polygon with ``n_facets`` facets, in the spirit of RPG heuristics.
 
@@ -45,6 +45,11 @@ def random_polygon(
     star-shaped (hence simple) polygon that may be non-convex. Shapes with a
     facet shorter than ``min_edge_ratio * radius`` or a vertex sharper than
     ``min_angle`` are resampled, so every facet is one a finger can use.
+
+    About 1 in 260 draws of a 12-facet shape passes, so a limit of 1,000 tries
+    failed for 2.3 % of seeds; 100,000 never fails in practice (the chance is
+    about e^-380) and leaves every seed that passed within 1,000 tries with the
+    same polygon, since the draws are the same up to there.
     """
     if n_facets < 3:
         raise ValueError(f"a polygon needs at least 3 facets, got {n_facets}")

@@ -30,11 +30,12 @@ def main(argv=None) -> int:
         nargs="+",
         default=list(SPLIT_SPECS),
         choices=list(SPLIT_SPECS),
-        help="splits to generate (default: all of %(choices)s)",
+        help="splits to generate (default: all of %(choices)s; the *_xl ones are the large held-out "
+        "evaluation splits)",
     )
     p.add_argument(
         "--size", type=int, default=None, help="tasks per split (default: the paper's sizes: train 20, "
-        "finetune 20, test 40, family 40; smooth 20)"
+        "finetune 20, test 40, family 40; smooth 20; and family_xl 500, test_xl 500, smooth_xl 200)"
     )
     p.add_argument(
         "--seed-offset", type=int, default=0,

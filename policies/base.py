@@ -8,7 +8,8 @@ asked for one action per step::
         obs, reward, terminated, truncated, info = env.step(policy.act(obs))
 
 Open-loop planners (DLM, NN, the MIQP oracle) compute their whole plan in
-``reset`` from the video (or, for privileged ones, from ``info["task"]``) and
+``reset`` from the video (or, for privileged ones, from ``info["task"]``, which
+only :func:`policies.rollout` adds, from ``env.unwrapped.task``) and
 play it back; closed-loop agents (PPO) act on each observation.
 """
 
@@ -30,7 +31,7 @@ class Policy(abc.ABC):
 
     #: registry name, e.g. ``"dlm"``
     name: str = "policy"
-    #: True if the policy reads the ground-truth task from ``info["task"]``
+    #: True if the policy reads the ground-truth task: the rollout loop then adds ``info["task"]``
     privileged: bool = False
 
     def __init__(self, config: SceneConfig = DEFAULT_CONFIG) -> None:

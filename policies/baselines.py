@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,12 @@ class NoopPolicy(Policy):
 
 @register_policy("random")
 class RandomPolicy(Policy):
-    """Uniformly random actions in ``[-1, 1]``, reproducible from ``seed``."""
+    """Uniformly random actions in ``[-1, 1]``, reproducible from ``seed`` and the task's video.
+
+    Each episode draws from a stream seeded by ``seed`` and a checksum of the
+    target video, so a task gets the same actions whatever was played before
+    it (and whichever evaluation worker plays it).
+    """
 
     name = "random"
 
@@ -48,7 +54,7 @@ class RandomPolicy(Policy):
         self._rng = np.random.default_rng(seed)
 
     def reset(self, obs: dict[str, Any], info: dict[str, Any]) -> None:
-        pass
+        self._rng = np.random.default_rng([self.seed, zlib.crc32(np.ascontiguousarray(obs["video"]).tobytes())])
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         return self._rng.uniform(-1.0, 1.0, (self.config.num_fingers, 4)).astype(np.float32)

@@ -10,7 +10,7 @@ import torch
 
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
 from policies.base import OpenLoopPolicy
-from policies.models import CHECKPOINT_DIR, load_checkpoint
+from policies.models import CHECKPOINT_DIR, CheckpointError, load_checkpoint
 from policies.networks import video_to_tensor
 from policies.registry import register_policy
 
@@ -25,19 +25,32 @@ LEARNED_POLICIES = {
 }
 
 
+PAPER_SUFFIX = "_paper"
+"""Checkpoints trained on the paper's 20 training tasks are the ``<name>_paper`` zoo members; until the
+large-data models ship, the plain names are aliases of them."""
+
+
 class LearnedPolicy(OpenLoopPolicy):
     """Plans all keyframe commands from the video with a trained network.
 
     Args:
-        name: the zoo name (``"dlm"``, ``"nn"``, ...).
-        checkpoint: path of the checkpoint; defaults to the shipped ``policies/checkpoints/<name>.pt``.
+        name: the zoo name (``"dlm"``, ``"dlm_paper"``, ``"nn"``, ...).
+        checkpoint: path of the checkpoint; defaults to the shipped ``policies/checkpoints/<name>_paper.pt``.
     """
 
     def __init__(self, name: str, checkpoint: str | Path | None = None, config: SceneConfig = DEFAULT_CONFIG) -> None:
         super().__init__(config)
         self.name = name
-        self.checkpoint = Path(checkpoint) if checkpoint is not None else CHECKPOINT_DIR / f"{name}.pt"
+        architecture = name.removesuffix(PAPER_SUFFIX)
+        default = CHECKPOINT_DIR / f"{architecture}{PAPER_SUFFIX}.pt"
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else default
         self.model, self.meta = load_checkpoint(self.checkpoint, config)
+        trained_as = self.meta.get("policy")
+        if trained_as != architecture:
+            raise CheckpointError(
+                f"{self.checkpoint} holds a {trained_as!r} model, not {architecture!r}; pass a {architecture} "
+                f"checkpoint or train one with `python examples/train.py --policy {architecture}`"
+            )
 
     @torch.no_grad()
     def plan_batch(self, videos: np.ndarray) -> np.ndarray:
@@ -49,13 +62,14 @@ class LearnedPolicy(OpenLoopPolicy):
         return self.plan_batch(obs["video"][None])[0]
 
 
-def _factory(name: str):
+def _factory(name: str, architecture: str):
     def make(checkpoint: str | Path | None = None, config: SceneConfig = DEFAULT_CONFIG) -> LearnedPolicy:
         return LearnedPolicy(name, checkpoint, config)
 
-    make.__doc__ = f"{name}: {LEARNED_POLICIES[name]}."
+    make.__doc__ = f"{name}: {LEARNED_POLICIES[architecture]} (20 training tasks, the paper's protocol)."
     return make
 
 
 for _name in LEARNED_POLICIES:
-    register_policy(_name)(_factory(_name))
+    register_policy(_name + PAPER_SUFFIX)(_factory(_name + PAPER_SUFFIX, _name))
+    register_policy(_name)(_factory(_name, _name))  # alias of <name>_paper until the large-data models ship

@@ -33,6 +33,10 @@ class EpisodeResult:
     forward_s: float
     """Seconds the policy spent computing (``reset`` plus every ``act``) for this datapoint."""
     simulated_trajectory: np.ndarray
+    success: bool = False
+    """``info["is_success"]`` at the end: the loss is at most ``config.success_threshold``."""
+    max_projection_m: float = 0.0
+    """The largest distance any commanded contact point was moved out of the object (a physics-cheat gauge)."""
     frames: list[np.ndarray] | None = None
     """``rgb_array`` views after reset and after each step, when recorded."""
 
@@ -42,6 +46,8 @@ class EpisodeResult:
             "loss": self.loss,
             "return": self.episode_return,
             "forward_s": self.forward_s,
+            "success": self.success,
+            "max_projection_m": self.max_projection_m,
         }
 
 
@@ -53,16 +59,19 @@ def rollout(
         env = VideoPlanarManipEnv(render_mode="rgb_array" if record else None, config=policy.config)
     obs, info = env.reset(options={"task": task})
     frames = [env.render()] if record else None
+    if getattr(policy, "privileged", False):  # the one way the ground truth reaches a planner
+        info = {**info, "task": env.task}
     start = time.perf_counter()
     policy.reset(obs, info)
     compute = time.perf_counter() - start
-    total, terminated, truncated = 0.0, False, False
+    total, terminated, truncated, projection = 0.0, False, False, 0.0
     while not (terminated or truncated):
         start = time.perf_counter()
         action = policy.act(obs)
         compute += time.perf_counter() - start
         obs, reward, terminated, truncated, info = env.step(action)
         total += float(reward)
+        projection = max(projection, float(info["projection_distance"].max()))
         if record:
             frames.append(env.render())
     return EpisodeResult(
@@ -70,7 +79,9 @@ def rollout(
         loss=float(info["object_trajectory_loss"]),
         episode_return=total,
         forward_s=compute,
-        simulated_trajectory=info["simulated_trajectory"],
+        simulated_trajectory=env.simulated_trajectory,
+        success=bool(info["is_success"]),
+        max_projection_m=projection,
         frames=frames,
     )
 
@@ -103,14 +114,20 @@ def evaluate(
 
 
 def summarize(results: Sequence[EpisodeResult]) -> dict:
-    """Mean, std and median loss, and the mean forward time per datapoint, of a set of episodes."""
+    """Mean loss with its 95 % bootstrap interval, std, median, success rate and mean forward time per datapoint."""
+    from policies.statistics import mean_ci
+
     if not results:
         raise ValueError("no results to summarize")
     losses = np.array([r.loss for r in results])
+    ci = mean_ci(losses)
     return {
         "n": len(results),
-        "loss_mean": float(losses.mean()),
+        "loss_mean": ci.mean,
+        "loss_ci_low": ci.low,
+        "loss_ci_high": ci.high,
         "loss_std": float(losses.std()),
         "loss_median": float(np.median(losses)),
+        "success_rate": float(np.mean([r.success for r in results])),
         "forward_s": float(np.mean([r.forward_s for r in results])),
     }

@@ -16,6 +16,13 @@ normalised (see :mod:`dlm_gym.actions`: x, y span the camera view; forces span
 convert. Actions outside [-1, 1] are clipped; a wrong shape or NaN/inf raises
 ``ValueError``.
 
+What a command cannot do (:mod:`dlm_gym.scene`): a contact point inside the
+object is moved to the nearest point of its surface at every physics substep
+(placement included), and ``info["projection_distance"]`` says by how much;
+the servo pushes each finger with at most 40 N per axis, however far its
+target; fingers collide with the solid ground and are never commanded below
+it; no object vertex ends a substep more than 1 mm inside the ground.
+
 ## Episode and timing
 One step per keyframe, T steps. Step 0 places the fingers at their commanded
 contact points and forces (no time passes: the object is at the first target
@@ -36,9 +43,25 @@ unit, DESIGN.md section 5): the squared error in cm^2 of ``(x, y, 0.03 sin theta
 divided by ``3 T``. The return of an episode is minus its object-trajectory loss.
 
 ## Info
-``task`` (the :class:`~dlm_gym.Task` being played; privileged planners may
-read it), ``keyframe``, ``pose``, ``target_pose``, ``pose_error`` and, at the
-last step, ``object_trajectory_loss`` and ``simulated_trajectory (T, 3)``.
+The same keys from ``reset`` on, each with a fixed shape and dtype and never
+NaN (so recorders such as Minari's store it as is):
+
+- ``keyframe`` (int): the keyframe that ``pose`` belongs to.
+- ``pose``, ``target_pose`` (3,) float64: simulated and target ``(x, y, theta)`` there.
+- ``pose_error`` (float): that keyframe's share of the loss (minus the reward; 0 at reset).
+- ``object_trajectory_loss`` (float): the loss accumulated so far in cm^2; after the last
+  step it is the episode's object-trajectory loss.
+- ``is_success`` (bool): the episode is over and its loss is at most
+  ``config.success_threshold`` (1 cm^2).
+- ``finger_positions``, ``finger_forces`` (N, 2) float64: finger centres (parked at
+  ``(0, -10)`` before step 0) and the servo force each pushed with last.
+- ``projection_distance`` (N,) float64: metres each finger's commanded contact point was
+  moved out of the object during the step (0 when it never reached inside).
+
+The ground-truth task is **not** in ``info``: privileged planners (the
+oracle) read ``env.unwrapped.task``, and :func:`policies.rollout` hands it to
+a policy whose ``privileged`` is True as ``info["task"]`` of its ``reset``.
+The simulated keyframes so far are ``env.unwrapped.simulated_trajectory``.
 
 ## Starting state and tasks
 ``reset(seed=...)`` draws a task from the generator (Appendix A, 4-6 facets by
@@ -49,6 +72,19 @@ plays a stored dataset task.
 ## Arguments
 ``gym.make("VideoPlanarManip-v0", render_mode=None, n_facets=(4, 6), shape="polygon", split=None, config=None)``.
 With ``split`` set, ``reset`` without a task draws a random task of that stored split.
+The env ends its own episodes (``terminated=True`` after step T - 1), so
+``gym.make`` adds no TimeLimit and ``truncated`` is always False.
+
+## Version History
+- v0 (physics 0.2, dlm-gym 0.2): commanded contact points inside the object are
+  projected onto its surface at every substep; the servo force is capped at the
+  force limit; the ground is a solid block that fingers collide with; sinking is
+  bounded to 1 mm; ``info`` has one fixed structure without the ``Task`` object;
+  episodes end terminated, never truncated; random tasks draw seeds from their own
+  range (:data:`dlm_gym.datasets.SEED_RANGES`). Results under physics 0.1 are not
+  comparable: a script that commanded fingers inside the object scored 5.7 cm^2
+  on family there.
+- v0 (physics 0.1, dlm-gym 0.1): first release.
 """
 
 from __future__ import annotations
@@ -61,6 +97,7 @@ from gymnasium import spaces
 
 from dlm_gym.actions import action_to_command, validate_action
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
+from dlm_gym.datasets import SEED_RANGES
 from dlm_gym.metrics import keyframe_errors, object_trajectory_loss
 from dlm_gym.render import Renderer
 from dlm_gym.scene import Scene
@@ -72,7 +109,7 @@ __all__ = ["VideoPlanarManipEnv"]
 class VideoPlanarManipEnv(gym.Env):
     """Gymnasium environment for visual non-prehensile planar manipulation (see module docstring)."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}  # one frame per keyframe, 0.1 s apart
 
     def __init__(
         self,
@@ -109,6 +146,7 @@ class VideoPlanarManipEnv(gym.Env):
         self._step = 0
         self._commands: list[np.ndarray] = []
         self._poses: list[np.ndarray] = []
+        self._loss = 0.0
 
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -119,7 +157,8 @@ class VideoPlanarManipEnv(gym.Env):
         self._step = 0
         self._commands = []
         self._poses = [self._scene.object_pose]
-        return self._observation(), {"task": self.task, "keyframe": 0, "pose": self._poses[0].copy()}
+        self._loss = 0.0
+        return self._observation(), self._info(0, 0.0, terminated=False)
 
     def step(self, action):
         if self.task is None:
@@ -135,23 +174,26 @@ class VideoPlanarManipEnv(gym.Env):
             self._poses.append(self._scene.object_pose)
         self._commands.append(command)
         self._step += 1
-
-        target = self.task.trajectory[k]
-        pose = self._poses[k]
-        error = float(keyframe_errors(pose[None], target[None]).item() / self.config.horizon)
+        error = float(keyframe_errors(self._poses[k][None], self.task.trajectory[k][None]).item() / self.config.horizon)
+        self._loss += error
         terminated = self._step == self.config.horizon
-        info: dict[str, Any] = {
-            "task": self.task,
+        if terminated:  # the same number as object_trajectory_loss(), not a running sum's round-off
+            self._loss = float(object_trajectory_loss(np.stack(self._poses), self.task.trajectory))
+        return self._observation(), -error, terminated, False, self._info(k, error, terminated)
+
+    def _info(self, k: int, error: float, terminated: bool) -> dict[str, Any]:
+        scene = self._scene
+        return {
             "keyframe": k,
-            "pose": pose.copy(),
-            "target_pose": target.copy(),
+            "pose": self._poses[k].copy(),
+            "target_pose": self.task.trajectory[k].copy(),
             "pose_error": error,
+            "object_trajectory_loss": self._loss,
+            "is_success": bool(terminated and self._loss <= self.config.success_threshold),
+            "finger_positions": scene.finger_positions,
+            "finger_forces": scene.finger_forces,
+            "projection_distance": scene.projection_distance.copy(),
         }
-        if terminated:
-            sim = np.stack(self._poses)
-            info["simulated_trajectory"] = sim
-            info["object_trajectory_loss"] = float(object_trajectory_loss(sim, self.task.trajectory))
-        return self._observation(), -error, terminated, False, info
 
     def render(self):
         if self.render_mode != "rgb_array" or self.task is None:
@@ -208,7 +250,8 @@ class VideoPlanarManipEnv(gym.Env):
             return tasks[index]
         if "index" in options:
             raise ValueError("options['index'] needs options['split'] (or an env made with split=...)")
-        seed = int(self.np_random.integers(2**31 - 1))
+        lo, hi = SEED_RANGES["env"]
+        seed = int(self.np_random.integers(lo, hi))
         return sample_task(seed, n_facets=self.n_facets, shape=self.shape, config=self.config)
 
     def _observation(self) -> dict[str, Any]:
