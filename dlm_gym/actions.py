@@ -19,7 +19,7 @@ import numpy as np
 
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
 
-__all__ = ["action_to_command", "command_to_action", "validate_action"]
+__all__ = ["action_to_command", "command_to_action", "validate_action", "as_executed"]
 
 
 def _scale_offset(config: SceneConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -62,3 +62,12 @@ def validate_action(action, config: SceneConfig = DEFAULT_CONFIG) -> np.ndarray:
     if not np.all(np.isfinite(a)):
         raise ValueError("action contains NaN or inf; every entry must be a finite number in [-1, 1]")
     return np.clip(a, -1.0, 1.0)
+
+
+def as_executed(command: np.ndarray, config: SceneConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """The commands the env executes when these are handed to it as (float32, clipped) actions.
+
+    Stored oracle losses are measured on these, so that they equal what the
+    ``miqp`` policy scores through the env to the last bit.
+    """
+    return action_to_command(command_to_action(command, config), config)

@@ -20,6 +20,7 @@ key                           shape, dtype                meaning
 ``oracle_cost``               (n,), float64               optimal value of eq. 11
 ``oracle_solve_s``            (n,), float64               oracle wall time per task
 ``oracle_loss``               (n,), float64               object-trajectory loss of the oracle plan run in the env
+                                                          (as float32 actions, exactly what ``miqp`` scores)
 ``param/<name>``              (n, T, ...), float64        mechanical parameters P(t), see mechanics
 ============================  ==========================  ==========================================
 """
@@ -284,6 +285,7 @@ def seed_range_of(seed: int) -> str | None:
 def _label(args: tuple) -> dict:
     """Sample one candidate task, solve its oracle problem, render its video and run the plan in the env."""
     seed, spec, name, config, time_limit = args
+    from dlm_gym.actions import as_executed
     from dlm_gym.oracle import solve_oracle
     from dlm_gym.render import Renderer
     from dlm_gym.scene import Scene
@@ -302,7 +304,9 @@ def _label(args: tuple) -> dict:
         commands=commands,
         cost=plan.cost,
         params=plan.params.as_dict(),
-        loss=float(object_trajectory_loss(Scene(config).rollout(task.polygon, task.trajectory[0], commands), task.trajectory)),
+        loss=float(object_trajectory_loss(
+            Scene(config).rollout(task.polygon, task.trajectory[0], as_executed(commands, config)), task.trajectory
+        )),
     )
     return out
 

@@ -31,9 +31,14 @@ version 0.2 of the physics, see the env's Version History):
   on a finger is clipped to ``+-config.force_limit`` (40 N), the same box the
   commanded forces live in, so a finger blocked by the object (a command on
   its far side, say) pushes no harder than a legal command could.
-- *Fingers and the object cannot enter the ground.* The ground is a solid
-  block 1 m deep whose top face is y = 0; fingers collide with it, and a
-  finger centre is never commanded below one finger radius above it.
+- *Fingers and the object cannot enter the ground, nor fingers the object.*
+  The ground is a solid block 1 m deep whose top face is y = 0; fingers
+  collide with it, and a finger centre is never commanded below one finger
+  radius above it. A body moving at v enters another by up to v h in the
+  substep it arrives (h = 2 ms), before the solver can stop it; so after
+  every substep an object vertex more than 1 mm inside the ground, or a
+  finger centre more than 1 mm inside the object or below its lowest
+  position, is moved back out (the solver has already stopped the approach).
 
 The servo is computed in Python once per substep (2 ms) and handed to pymunk
 as a force: ``u* = v_a + (u - v_a) exp(-D h / m_f) + (K h / m_f) (a - x - u h)``
@@ -68,7 +73,7 @@ _GROUND, _OBJECT, _FINGER = 0b001, 0b010, 0b100
 _PARKED = pymunk.ShapeFilter(categories=0, mask=0)
 _PARK_POSITION = (0.0, -10.0)  # far below the ground block, out of everything's way
 _GROUND_DEPTH = 1.0  # m: deep enough that no vertex can tunnel through the block in a substep
-_SINK_TOLERANCE = 1e-3  # m a vertex may be inside the ground after a substep (the benchmark promises 2 mm)
+_SINK_TOLERANCE = 1e-3  # m a vertex (finger rim) may be inside the ground (object) after a substep; 2 mm promised
 _CONTACT_BIAS = 0.2  # share of an overlap pushed out per substep (policies.diffsim's ContactModel uses the same)
 FORCE_SCALE_FLOOR = 1.0  # N: below this the finger-radius offset fades out
 
@@ -247,6 +252,8 @@ class Scene:
         space, placed = self.space._space, self.fingers_placed
         handles = [body._body for body in self.fingers]
         obj, pieces = (self.object._body if self.object is not None else None), self._pieces
+        rf = cfg.finger_radius
+        floor = rf - _SINK_TOLERANCE  # lowest finger centre
         for s in range(1, n + 1):
             w = s / n
             for i, handle in enumerate(handles):
@@ -275,6 +282,16 @@ class Scene:
                 if low < -_SINK_TOLERANCE:
                     p = _cp.cpBodyGetPosition(obj)
                     _cp.cpBodySetPosition(obj, (p.x, p.y - low - _SINK_TOLERANCE))
+                    _cp.cpSpaceReindexShapesForBody(space, obj)  # the shapes' cached poses follow
+            if placed:  # then a fast finger driven into the ground or deep into the object
+                for handle in handles:
+                    p = _cp.cpBodyGetPosition(handle)
+                    px, py = p.x, max(p.y, floor)
+                    sx, sy, depth = self.surface_point(px, py)
+                    if depth > _SINK_TOLERANCE:  # out along the normal, to where its rim touches
+                        px, py = sx + rf * (sx - px) / depth, sy + rf * (sy - py) / depth
+                    if px != p.x or py != p.y:
+                        _cp.cpBodySetPosition(handle, (px, py))
         self.projection_distance[:] = moved_max
         self.time += cfg.dt
 

@@ -112,8 +112,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=Path,
         default=None,
         metavar="PATH",
-        help="checkpoint to write (default: the shipped one, policies/checkpoints/<policy>.zip, .pt for "
-        "learned policies); "
+        help="checkpoint to write (default: the shipped one, policies/checkpoints/<policy>.zip for RL, "
+        "<policy>_paper.pt for learned policies, the paper's 20-task protocol); "
         "the learning curve goes to <stem>_log.csv beside it",
     )
     p.add_argument(

@@ -245,7 +245,7 @@ def train_policy(
         cosine: decay each stage's learning rate to zero on a cosine (default: see DEFAULT_SCHEDULE).
         latent_dim, lstm_layers: encoder size (default the paper's 75 and 5).
         seed: torch seed of the initialisation and dropout.
-        out_path: checkpoint to write (default ``policies/checkpoints/<name>.pt``); the learning
+        out_path: checkpoint to write (default ``policies/checkpoints/<name>_paper.pt``); the learning
             curve goes to ``<stem>_log.csv`` beside it.
         sim_grad: gradient of L_sim: ``"fd"`` (central differences through pymunk, the paper's)
             or ``"autodiff"`` (the smoothed torch simulator).
@@ -281,7 +281,7 @@ def train_policy(
         raise ValueError(f"unknown learned policy {name!r}; choose from {sorted(STAGES)}")
     if threads is not None:
         torch.set_num_threads(threads)
-    out_path = Path(out_path) if out_path is not None else CHECKPOINT_DIR / f"{name}.pt"
+    out_path = Path(out_path) if out_path is not None else CHECKPOINT_DIR / f"{name}_paper.pt"
     torch.manual_seed(seed)
     np.random.seed(seed)
 

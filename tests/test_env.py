@@ -44,7 +44,7 @@ def test_string_entry_point_and_spaces():
     obs, info = env.reset(seed=0)
     assert obs["video"].shape == (T, 50, 50, 3) and obs["video"].dtype == np.uint8
     assert obs["frame"].shape == (50, 50, 3) and obs["step"] == 0
-    assert isinstance(info["task"], Task)
+    assert isinstance(env.unwrapped.task, Task) and "task" not in info
     assert env.action_space.shape == (N, 4)
 
 
@@ -55,7 +55,7 @@ def test_same_seed_same_videos_and_rollouts():
     c = play(VideoPlanarManipEnv(), actions, seed=124)
     assert np.array_equal(a[0]["video"], b[0]["video"])
     assert np.array_equal(a[2], b[2]) and np.array_equal(a[3], b[3])
-    assert np.array_equal(a[1]["simulated_trajectory"], b[1]["simulated_trajectory"])
+    assert np.array_equal(a[1]["pose"], b[1]["pose"])
     assert not np.array_equal(a[0]["video"], c[0]["video"])
 
 
@@ -65,11 +65,9 @@ def test_rewards_sum_to_minus_the_object_trajectory_loss():
     obs, info, _, rewards = play(env, actions, seed=3)
     assert rewards[0] == 0.0  # keyframe 0 is the start pose
     assert rewards.sum() == pytest.approx(-info["object_trajectory_loss"])
-    sim = info["simulated_trajectory"]
+    sim = env.simulated_trajectory
     assert sim.shape == (T, 3)
-    assert info["object_trajectory_loss"] == pytest.approx(
-        float(dlm_gym.object_trajectory_loss(sim, info["task"].trajectory))
-    )
+    assert info["object_trajectory_loss"] == float(dlm_gym.object_trajectory_loss(sim, env.task.trajectory))
 
 
 def test_object_trajectory_loss_units():
@@ -95,8 +93,9 @@ def test_env_pickles_mid_episode():
     for a in actions[2:]:
         o1, r1, *_ , i1 = env.step(a)
         o2, r2, *_ , i2 = clone.step(a)
-        assert r1 == r2 and np.array_equal(o1["frame"], o2["frame"])
-    assert i1["object_trajectory_loss"] == i2["object_trajectory_loss"]
+        # pymunk's pickle continues a space to ~1e-16 m, not bit for bit
+        assert r1 == pytest.approx(r2, rel=1e-6, abs=1e-9) and np.abs(i1["pose"] - i2["pose"]).max() < 1e-6
+    assert i1["object_trajectory_loss"] == pytest.approx(i2["object_trajectory_loss"], rel=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -152,7 +151,7 @@ def test_reset_with_a_user_task(square):
     task = Task(square, traj)
     env = VideoPlanarManipEnv()
     obs, info = env.reset(options={"task": task})
-    assert info["task"] is task and np.allclose(info["pose"], traj[0])
+    assert env.task is task and np.allclose(info["pose"], traj[0])
     # the video shows the object rising: its lowest blue row moves up
     blue = (obs["video"][..., 2] > 150) & (obs["video"][..., 0] < 120)
     lowest_row = [np.nonzero(b.any(axis=1))[0].max() for b in blue]
@@ -214,3 +213,160 @@ def test_async_vector_env():
         assert rewards.shape == (2,) and not term.any()
     finally:
         envs.close()
+
+
+# ------------------------------------------------------------------------------------------- the contract
+INFO_SPEC = {
+    "keyframe": ((), np.integer),
+    "pose": ((3,), np.floating),
+    "target_pose": ((3,), np.floating),
+    "pose_error": ((), np.floating),
+    "object_trajectory_loss": ((), np.floating),
+    "is_success": ((), np.bool_),
+    "finger_positions": ((N, 2), np.floating),
+    "finger_forces": ((N, 2), np.floating),
+    "projection_distance": ((N,), np.floating),
+}
+
+
+def _check_info(info):
+    assert set(info) == set(INFO_SPEC)
+    for key, (shape, kind) in INFO_SPEC.items():
+        value = np.asarray(info[key])
+        assert value.shape == shape and np.issubdtype(value.dtype, kind), (key, value.shape, value.dtype)
+        if np.issubdtype(value.dtype, np.floating):
+            assert np.all(np.isfinite(value)), key
+
+
+def test_info_has_one_fixed_structure_from_reset_on():
+    """Same keys, shapes and dtypes at reset and every step, never NaN: Minari's recorder stores it as is."""
+    env = gym.make("VideoPlanarManip-v0")
+    rng = np.random.default_rng(0)
+    for seed in range(3):
+        _, info = env.reset(seed=seed)
+        _check_info(info)
+        assert info["object_trajectory_loss"] == 0.0 and not info["is_success"]
+        for k in range(T):
+            _, reward, terminated, truncated, info = env.step(rng.uniform(-1, 1, (N, 4)))
+            _check_info(info)
+            assert info["keyframe"] == k and terminated == (k == T - 1) and truncated is False
+
+
+def test_gym_make_ends_terminated_not_truncated_with_is_success():
+    """No TimeLimit equal to the horizon: the last step is terminated only."""
+    import policies
+
+    env = gym.make("VideoPlanarManip-v0")
+    split = dlm_gym.load_split("train")
+    i = int(np.argmin(split.oracle_loss))  # the oracle plan succeeds there (loss <= 1 cm^2)
+    env.reset(options={"split": "train", "index": i})
+    actions = dlm_gym.command_to_action(split.commands[i])
+    for k in range(T):
+        _, _, terminated, truncated, info = env.step(actions[k])
+    assert terminated and not truncated
+    assert info["object_trajectory_loss"] == split.oracle_loss[i] <= env.unwrapped.config.success_threshold
+    assert info["is_success"]
+    noop = policies.rollout(policies.make_policy("noop"), split.tasks[i])
+    assert not noop.success and noop.loss > 1.0
+
+
+def _interior_script(task, projected: bool) -> np.ndarray:
+    """The exploit: both fingers inside the object (2 cm below the centroid, 5 cm to either side) pushing
+    4.9 N up, following the target poses; or the same points moved onto the surface at those poses."""
+    from dlm_gym.geometry import nearest_boundary_point, rotation
+
+    local = np.array([[-0.05, -0.02], [0.05, -0.02]])
+    if projected:
+        local = np.array([nearest_boundary_point(task.polygon, p)[0] if nearest_boundary_point(task.polygon, p)[1] < 0
+                          else p for p in local])
+    cmd = np.zeros((T, N, 4))
+    for k, pose in enumerate(task.trajectory):
+        cmd[k, :, :2] = local @ rotation(pose[2]).T + pose[:2]
+        cmd[k, :, 3] = 4.9
+    return cmd
+
+
+def test_commanding_fingers_inside_the_object_is_no_longer_an_exploit():
+    """The interior-finger script scored 5.7 cm^2 on family under physics 0.1, against 9.1 for its points on
+    the surface and 41 for doing nothing. Now interior commands push exactly as surface commands do (the test
+    below); what is left is that a point inside always finds the surface of the object wherever it drifted,
+    while a surface point planned at the target pose can miss it: measured on 200 family_xl tasks (the
+    README's command) that is worth 3.7 [1.4, 6.3] cm^2 (18.6 vs 22.3, noop 44.8). The bounds here fail for
+    the old physics (ratios 0.63 and 0.14)."""
+    import policies
+    from dlm_gym.scene import Scene
+
+    split = dlm_gym.load_split("family")
+    inside, surface, noop = [], [], []
+    for task in split.tasks[:16]:
+        losses = []
+        for projected in (False, True):
+            sim = Scene().rollout(task.polygon, task.trajectory[0], _interior_script(task, projected))
+            losses.append(float(dlm_gym.object_trajectory_loss(sim, task.trajectory)))
+        inside.append(losses[0])
+        surface.append(losses[1])
+    noop = [r.loss for r in policies.evaluate(policies.make_policy("noop"), split.tasks[:16], progress=False)]
+    inside, surface = np.array(inside), np.array(surface)
+    assert inside.mean() >= 0.75 * surface.mean(), (inside.mean(), surface.mean())
+    assert inside.mean() >= 0.3 * np.mean(noop), (inside.mean(), np.mean(noop))
+
+
+def test_interior_commands_push_no_harder_than_surface_commands(square):
+    """Per finger: the force on a box from a command 5 cm inside equals that of the same command on the surface."""
+    from dlm_gym.scene import Scene
+
+    forces = []
+    for x in (-0.1, -0.05):  # the box's left face, and 5 cm inside it
+        scene = Scene()
+        scene.reset(square, (0.0, 0.1, 0.0))
+        cmd = np.array([[x, 0.1, 3.0, 0.0], [0.3, 0.7, 0.0, 0.0]])
+        scene.place_fingers(cmd)
+        scene.run_interval(cmd, cmd)
+        forces.append(scene.finger_forces[0].copy())
+        if x > -0.1:
+            assert scene.projection_distance[0] == pytest.approx(0.05, abs=2e-3)
+    assert np.allclose(forces[0], forces[1], atol=0.05), forces
+
+
+def test_the_servo_force_is_capped(square):
+    """A target on the far side of the object (reachable only through it) pushes with at most the force limit."""
+    from dlm_gym.scene import Scene
+
+    scene = Scene()
+    scene.reset(square, (0.0, 0.1, 0.0))
+    start = np.array([[-0.102, 0.1, 5.0, 0.0], [0.3, 0.7, 0.0, 0.0]])
+    far = np.array([[0.35, 0.1, 40.0, 0.0], [0.3, 0.7, 0.0, 0.0]])  # 45 cm beyond: 180 N of spring uncapped
+    scene.place_fingers(start)
+    peak = 0.0
+    for _ in range(3):
+        scene.run_interval(start, far)
+        peak = max(peak, np.abs(scene.finger_forces).max())
+        start = far
+    assert peak <= DEFAULT_CONFIG.force_limit + 1e-9
+    assert scene.finger_positions[0, 0] < scene.object_pose[0]  # it never passed through the box
+
+
+@pytest.mark.parametrize("kind", ["extreme", "uniform"])
+def test_nothing_sinks_into_the_ground(kind):
+    """Over many episodes of corner-of-the-box and random actions, no vertex ends a keyframe 2 mm inside the
+    ground, no finger goes below it and no finger centre ends up more than 2 mm inside the object (physics 0.1
+    sank 1.4 % of such episodes more than 1 cm)."""
+    from dlm_gym.geometry import lowest_height, nearest_boundary_point, rotation
+
+    env = VideoPlanarManipEnv()
+    rng = np.random.default_rng(0 if kind == "extreme" else 1)
+    worst, finger_low, inside = 0.0, np.inf, np.inf
+    for episode in range(150):
+        env.reset(seed=episode)
+        for _ in range(T):
+            a = rng.choice([-1.0, 1.0], (N, 4)) if kind == "extreme" else rng.uniform(-1, 1, (N, 4))
+            _, _, _, _, info = env.step(a)
+            worst = min(worst, float(lowest_height(env.task.polygon, info["pose"][None])[0]))
+            finger_low = min(finger_low, float(info["finger_positions"][:, 1].min()))
+            pose = info["pose"]
+            for f in info["finger_positions"]:
+                local = rotation(-pose[2]) @ (f - pose[:2])
+                inside = min(inside, nearest_boundary_point(env.task.polygon, local)[1])
+    assert worst >= -2e-3, worst
+    assert finger_low >= 0.0, finger_low
+    assert inside >= -2e-3 - 1e-9, inside

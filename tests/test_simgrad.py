@@ -48,7 +48,7 @@ def test_simulate_reproduces_the_env_exactly(seed):
     for a in actions:
         *_, info = env.step(a)
     sim = simulate([task], action_to_command(actions)[None])[0]
-    assert np.array_equal(sim, info["simulated_trajectory"])
+    assert np.array_equal(sim, env.simulated_trajectory)
     # clipping in simulate() is the env's: the unclipped commands give the same rollout
     assert np.array_equal(simulate(task, action_to_command(command_to_action(cmd, clip=False)))[0], sim)
 
