@@ -169,7 +169,7 @@ class Scene:
         self.object = body
         self._pieces = shapes
         self.polygon = np.asarray(polygon, dtype=np.float64)
-        self._circumradius = float(np.linalg.norm(self.polygon, axis=1).max())
+        self._circumradius2 = float((self.polygon**2).sum(axis=1).max())
         self._outline = self.polygon.tolist()
 
     # ---------------------------------------------------------------- fingers
@@ -184,29 +184,31 @@ class Scene:
 
     def surface_point(self, x: float, y: float) -> tuple[float, float, float]:
         """``(x, y)`` if it is outside the object now, else the nearest point of the object's surface; and the move."""
-        body = self.object
-        if body is None:
+        if self.object is None:
             return x, y, 0.0
-        c = _cp.cpBodyGetPosition(body._body)
-        if math.hypot(x - c.x, y - c.y) >= self._circumradius:
+        c = _cp.cpBodyGetPosition(self.object._body)
+        return self._surface_point(x, y, c.x, c.y)
+
+    def _surface_point(self, x: float, y: float, cx: float, cy: float) -> tuple[float, float, float]:
+        """:meth:`surface_point` with the object's centre ``(cx, cy)`` already read (the hot loop reads it once)."""
+        dx, dy = x - cx, y - cy
+        if dx * dx + dy * dy >= self._circumradius2:
             return x, y, 0.0
         query = self._query
-        inside = False
         for piece in self._pieces:
             if _cp.cpShapePointQuery(piece._shape, (x, y), query) < 0.0:
-                inside = True
                 break
-        if not inside:
+        else:
             return x, y, 0.0
         if len(self._pieces) == 1:  # convex: chipmunk's query already holds the nearest surface point
             return query.point.x, query.point.y, -query.distance
         # inside a piece of a non-convex object: the nearest point of the whole outline, not of the piece
-        cos, sin = math.cos(body.angle), math.sin(body.angle)
-        dx, dy = x - c.x, y - c.y
+        angle = _cp.cpBodyGetAngle(self.object._body)
+        cos, sin = math.cos(angle), math.sin(angle)
         q, dist = nearest_boundary_point(self._outline, (cos * dx + sin * dy, -sin * dx + cos * dy))
         if dist >= 0.0:  # on a seam between two pieces
             return x, y, 0.0
-        return c.x + cos * q[0] - sin * q[1], c.y + sin * q[0] + cos * q[1], -dist
+        return cx + cos * q[0] - sin * q[1], cy + sin * q[0] + cos * q[1], -dist
 
     def _servo_target(self, x: float, y: float, fx: float, fy: float) -> tuple[float, float, float]:
         """Anchor ``(a_x, a_y)`` of a command after the contact point is kept out of the object and the finger
@@ -234,66 +236,89 @@ class Scene:
         self.fingers_placed = True
 
     def run_interval(self, start: np.ndarray, end: np.ndarray) -> None:
-        """Advance ``dt`` seconds while each finger's command sweeps linearly from ``start`` to ``end``."""
+        """Advance ``dt`` seconds while each finger's command sweeps linearly from ``start`` to ``end``.
+
+        The loop below is :meth:`_servo_target` and :meth:`surface_point` written out for speed (it runs 50
+        times per finger and interval); ``test_scene`` checks that both give the same anchors.
+        """
         cfg = self.config
-        n, h = cfg.substeps, cfg.substep_dt
-        m, K, limit = cfg.finger_mass, cfg.servo_stiffness, cfg.force_limit
+        n, h, rf = cfg.substeps, cfg.substep_dt, cfg.finger_radius
+        m, k_inv, limit = cfg.finger_mass, 1.0 / cfg.servo_stiffness, cfg.force_limit
         decay = math.exp(-cfg.servo_damping * h / m)
-        gain, to_force, weight = K * h / m, m / h, m * cfg.gravity
-        start = np.asarray(start, dtype=np.float64).tolist()
-        end = np.asarray(end, dtype=np.float64).tolist()
-        # the anchor's own velocity along the sweep (the damper acts on the finger's velocity relative to it)
-        sweep = []
-        for a, b in zip(start, end):
-            (a0x, a0y), (a1x, a1y) = self.anchor(a), self.anchor(b)
-            sweep.append(((a1x - a0x) / cfg.dt, (a1y - a0y) / cfg.dt))
-        moved_max = [0.0] * len(self.fingers)
-        forces = self._forces
-        space, placed = self.space._space, self.fingers_placed
+        gain, to_force, weight = cfg.servo_stiffness * h / m, m / h, m * cfg.gravity
+        floor = rf - _SINK_TOLERANCE  # lowest finger centre after a substep
+        space, obj, pieces = self.space._space, self.object._body if self.object is not None else None, self._pieces
         handles = [body._body for body in self.fingers]
-        obj, pieces = (self.object._body if self.object is not None else None), self._pieces
-        rf = cfg.finger_radius
-        floor = rf - _SINK_TOLERANCE  # lowest finger centre
+        if not self.fingers_placed:  # parked fingers float where they are (chipmunk clears forces every step)
+            for _ in range(n):
+                for handle in handles:
+                    _cp.cpBodySetForce(handle, (0.0, weight))
+                _cp.cpSpaceStep(space, h)
+                self._keep_object_above_ground(space, obj, pieces)
+            self.time += cfg.dt
+            return
+        # per finger: the command at the start, its change over the interval, and the anchor's own velocity
+        # along the sweep (the damper acts on the finger's velocity relative to it)
+        sweeps = []
+        for a, b, handle in zip(np.asarray(start, dtype=np.float64).tolist(),
+                                np.asarray(end, dtype=np.float64).tolist(), handles):
+            (a0x, a0y), (a1x, a1y) = self.anchor(a), self.anchor(b)
+            sweeps.append((*a, b[0] - a[0], b[1] - a[1], b[2] - a[2], b[3] - a[3],
+                           (a1x - a0x) / cfg.dt, (a1y - a0y) / cfg.dt, handle))
+        moved_max = [0.0] * len(handles)
+        forces = self._forces
         for s in range(1, n + 1):
             w = s / n
-            for i, handle in enumerate(handles):
-                if not placed:  # parked fingers float where they are (chipmunk clears forces every step)
-                    _cp.cpBodySetForce(handle, (0.0, weight))
-                    continue
-                (x0, y0, fx0, fy0), (x1, y1, fx1, fy1) = start[i], end[i]
-                ax, ay, moved = self._servo_target(
-                    x0 + w * (x1 - x0), y0 + w * (y1 - y0), fx0 + w * (fx1 - fx0), fy0 + w * (fy1 - fy0)
-                )
-                if moved > moved_max[i]:
-                    moved_max[i] = moved
-                vax, vay = sweep[i]
+            if obj is not None:
+                c = _cp.cpBodyGetPosition(obj)
+                ox, oy = c.x, c.y
+            for i, (x0, y0, fx0, fy0, dx, dy, dfx, dfy, vax, vay, handle) in enumerate(sweeps):
+                x, y, fx, fy = x0 + w * dx, y0 + w * dy, fx0 + w * dfx, fy0 + w * dfy
+                if obj is not None:
+                    x, y, moved = self._surface_point(x, y, ox, oy)
+                    if moved > moved_max[i]:
+                        moved_max[i] = moved
+                norm = math.hypot(fx, fy)
+                back = rf / (norm if norm > FORCE_SCALE_FLOOR else FORCE_SCALE_FLOOR)
+                cy = y - back * fy
+                ax, ay = x - back * fx + k_inv * fx, (cy if cy > rf else rf) + k_inv * fy
                 p, u = _cp.cpBodyGetPosition(handle), _cp.cpBodyGetVelocity(handle)
                 ux, uy = u.x, u.y
                 fx = to_force * (vax + (ux - vax) * decay + gain * (ax - p.x - ux * h) - ux)
                 fy = to_force * (vay + (uy - vay) * decay + gain * (ay - p.y - uy * h) - uy)
-                fx, fy = min(max(fx, -limit), limit), min(max(fy, -limit), limit)
+                fx = limit if fx > limit else -limit if fx < -limit else fx
+                fy = limit if fy > limit else -limit if fy < -limit else fy
                 forces[i, 0], forces[i, 1] = fx, fy
                 _cp.cpBodySetForce(handle, (fx, fy + weight))
             _cp.cpSpaceStep(space, h)
+            self._keep_object_above_ground(space, obj, pieces)
+            # then a fast finger driven into the ground or deep into the object is moved back out
             if obj is not None:
-                # a vertex moving at v enters the ground by up to v h in the substep it lands; lift the
-                # object out of what exceeds the tolerance (the solver has already stopped its approach)
-                low = min(_cp.cpShapeGetBB(piece._shape).b for piece in pieces)
-                if low < -_SINK_TOLERANCE:
-                    p = _cp.cpBodyGetPosition(obj)
-                    _cp.cpBodySetPosition(obj, (p.x, p.y - low - _SINK_TOLERANCE))
-                    _cp.cpSpaceReindexShapesForBody(space, obj)  # the shapes' cached poses follow
-            if placed:  # then a fast finger driven into the ground or deep into the object
-                for handle in handles:
-                    p = _cp.cpBodyGetPosition(handle)
-                    px, py = p.x, max(p.y, floor)
-                    sx, sy, depth = self.surface_point(px, py)
+                c = _cp.cpBodyGetPosition(obj)
+                ox, oy = c.x, c.y
+            for handle in handles:
+                p = _cp.cpBodyGetPosition(handle)
+                px, py = p.x, (p.y if p.y > floor else floor)
+                if obj is not None:
+                    sx, sy, depth = self._surface_point(px, py, ox, oy)
                     if depth > _SINK_TOLERANCE:  # out along the normal, to where its rim touches
                         px, py = sx + rf * (sx - px) / depth, sy + rf * (sy - py) / depth
-                    if px != p.x or py != p.y:
-                        _cp.cpBodySetPosition(handle, (px, py))
+                if px != p.x or py != p.y:
+                    _cp.cpBodySetPosition(handle, (px, py))
         self.projection_distance[:] = moved_max
         self.time += cfg.dt
+
+    @staticmethod
+    def _keep_object_above_ground(space, obj, pieces) -> None:
+        """A vertex moving at v enters the ground by up to v h in the substep it lands: lift the object out of
+        what exceeds the tolerance (the solver has already stopped its approach)."""
+        if obj is None:
+            return
+        low = min(_cp.cpShapeGetBB(piece._shape).b for piece in pieces)
+        if low < -_SINK_TOLERANCE:
+            p = _cp.cpBodyGetPosition(obj)
+            _cp.cpBodySetPosition(obj, (p.x, p.y - low - _SINK_TOLERANCE))
+            _cp.cpSpaceReindexShapesForBody(space, obj)  # the shapes' cached poses follow
 
     def rollout(self, polygon: np.ndarray, start_pose, commands: np.ndarray) -> np.ndarray:
         """Play keyframe commands ``(T, N, 4)`` from rest at ``start_pose`` as the env does; return poses ``(T, 3)``.
