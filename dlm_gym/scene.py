@@ -176,11 +176,15 @@ class Scene:
     def anchor(self, command) -> tuple[float, float]:
         """Servo anchor of a command as given (before any projection): the finger centre one radius behind
         the contact point, plus ``lambda / K``."""
-        x, y, fx, fy = (float(c) for c in command)
-        cfg = self.config
-        back = cfg.finger_radius / max(math.hypot(fx, fy), FORCE_SCALE_FLOOR)
-        k_inv = 1.0 / cfg.servo_stiffness
-        return x - back * fx + k_inv * fx, y - back * fy + k_inv * fy
+        return self._anchor_of(*(float(c) for c in command))
+
+    def _anchor_of(self, x: float, y: float, fx: float, fy: float, floor: float = -math.inf) -> tuple[float, float]:
+        """The anchor map, with the finger centre kept at height >= ``floor``."""
+        norm = math.hypot(fx, fy)
+        back = self.config.finger_radius / (norm if norm > FORCE_SCALE_FLOOR else FORCE_SCALE_FLOOR)
+        k_inv = 1.0 / self.config.servo_stiffness
+        cy = y - back * fy
+        return x - back * fx + k_inv * fx, (cy if cy > floor else floor) + k_inv * fy
 
     def surface_point(self, x: float, y: float) -> tuple[float, float, float]:
         """``(x, y)`` if it is outside the object now, else the nearest point of the object's surface; and the move."""
@@ -191,6 +195,8 @@ class Scene:
 
     def _surface_point(self, x: float, y: float, cx: float, cy: float) -> tuple[float, float, float]:
         """:meth:`surface_point` with the object's centre ``(cx, cy)`` already read (the hot loop reads it once)."""
+        if self.object is None:
+            return x, y, 0.0
         dx, dy = x - cx, y - cy
         if dx * dx + dy * dy >= self._circumradius2:
             return x, y, 0.0
@@ -210,23 +216,20 @@ class Scene:
             return x, y, 0.0
         return cx + cos * q[0] - sin * q[1], cy + sin * q[0] + cos * q[1], -dist
 
-    def _servo_target(self, x: float, y: float, fx: float, fy: float) -> tuple[float, float, float]:
-        """Anchor ``(a_x, a_y)`` of a command after the contact point is kept out of the object and the finger
-        centre out of the ground; and how far the contact point moved."""
-        cfg = self.config
-        x, y, moved = self.surface_point(x, y)
-        back = cfg.finger_radius / max(math.hypot(fx, fy), FORCE_SCALE_FLOOR)
-        cx, cy = x - back * fx, max(y - back * fy, cfg.finger_radius)
-        k_inv = 1.0 / cfg.servo_stiffness
-        return cx + k_inv * fx, cy + k_inv * fy, moved
+    def _servo_target(self, x: float, y: float, fx: float, fy: float, ox: float, oy: float) -> tuple[float, float, float]:
+        """Anchor ``(a_x, a_y)`` of a command once its contact point is kept out of the object (centred at
+        ``(ox, oy)``) and the finger centre a radius above the ground; and how far the contact point moved."""
+        x, y, moved = self._surface_point(x, y, ox, oy)
+        return (*self._anchor_of(x, y, fx, fy, self.config.finger_radius), moved)
 
     def place_fingers(self, commands: np.ndarray) -> None:
         """Put each finger at its keyframe command (contact point, force) with the servo engaged."""
         k_inv = 1.0 / self.config.servo_stiffness
         limit = self.config.force_limit
+        c = self.object.position if self.object is not None else (0.0, 0.0)
         for i, (body, shape, cmd) in enumerate(zip(self.fingers, self._finger_shapes, commands)):
-            x, y, fx, fy = (float(c) for c in cmd)
-            ax, ay, moved = self._servo_target(x, y, fx, fy)
+            x, y, fx, fy = (float(v) for v in cmd)
+            ax, ay, moved = self._servo_target(x, y, fx, fy, c[0], c[1])
             body.position = (ax - k_inv * fx, ay - k_inv * fy)
             body.velocity = (0.0, 0.0)
             shape.filter = pymunk.ShapeFilter(categories=_FINGER, mask=_OBJECT | _GROUND)
@@ -238,12 +241,12 @@ class Scene:
     def run_interval(self, start: np.ndarray, end: np.ndarray) -> None:
         """Advance ``dt`` seconds while each finger's command sweeps linearly from ``start`` to ``end``.
 
-        The loop below is :meth:`_servo_target` and :meth:`surface_point` written out for speed (it runs 50
-        times per finger and interval); ``test_scene`` checks that both give the same anchors.
+        The hot loop of the project (50 substeps per finger and interval): it reads the object's centre
+        once per substep and talks to chipmunk directly.
         """
         cfg = self.config
         n, h, rf = cfg.substeps, cfg.substep_dt, cfg.finger_radius
-        m, k_inv, limit = cfg.finger_mass, 1.0 / cfg.servo_stiffness, cfg.force_limit
+        m, limit = cfg.finger_mass, cfg.force_limit
         decay = math.exp(-cfg.servo_damping * h / m)
         gain, to_force, weight = cfg.servo_stiffness * h / m, m / h, m * cfg.gravity
         floor = rf - _SINK_TOLERANCE  # lowest finger centre after a substep
@@ -267,21 +270,16 @@ class Scene:
                            (a1x - a0x) / cfg.dt, (a1y - a0y) / cfg.dt, handle))
         moved_max = [0.0] * len(handles)
         forces = self._forces
+        ox = oy = 0.0
         for s in range(1, n + 1):
             w = s / n
             if obj is not None:
                 c = _cp.cpBodyGetPosition(obj)
                 ox, oy = c.x, c.y
             for i, (x0, y0, fx0, fy0, dx, dy, dfx, dfy, vax, vay, handle) in enumerate(sweeps):
-                x, y, fx, fy = x0 + w * dx, y0 + w * dy, fx0 + w * dfx, fy0 + w * dfy
-                if obj is not None:
-                    x, y, moved = self._surface_point(x, y, ox, oy)
-                    if moved > moved_max[i]:
-                        moved_max[i] = moved
-                norm = math.hypot(fx, fy)
-                back = rf / (norm if norm > FORCE_SCALE_FLOOR else FORCE_SCALE_FLOOR)
-                cy = y - back * fy
-                ax, ay = x - back * fx + k_inv * fx, (cy if cy > rf else rf) + k_inv * fy
+                ax, ay, moved = self._servo_target(x0 + w * dx, y0 + w * dy, fx0 + w * dfx, fy0 + w * dfy, ox, oy)
+                if moved > moved_max[i]:
+                    moved_max[i] = moved
                 p, u = _cp.cpBodyGetPosition(handle), _cp.cpBodyGetVelocity(handle)
                 ux, uy = u.x, u.y
                 fx = to_force * (vax + (ux - vax) * decay + gain * (ax - p.x - ux * h) - ux)

@@ -29,8 +29,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--policy",
-        default="dlm",
-        help="policy to evaluate, one of the zoo's names (see --list) or 'all' for every registered policy",
+        nargs="+",
+        default=["dlm"],
+        help="policies to evaluate, zoo names (see --list), or 'all' for every registered policy (aliases such "
+        "as dlm = dlm_paper played once); noop and the oracle floor are always shown beside them",
+    )
+    p.add_argument(
+        "--checkpoint-dir", type=Path, default=None, metavar="DIR",
+        help="load the learned policies' checkpoints from DIR/<name>.pt (e.g. another training seed) instead of "
+        "the shipped ones",
     )
     p.add_argument(
         "--split",
@@ -83,23 +90,36 @@ def main(argv=None) -> int:
     if args.list:
         print("\n".join(names))
         return 0
-    if args.policy == "all":
-        chosen = names
-    elif args.policy in names:
-        chosen = [args.policy]
+    if args.policy == ["all"]:
+        chosen = policies.available_policies(aliases=False)
     else:
-        try:
-            policies.make_policy(args.policy)
-        except policies.UnknownPolicyError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        chosen = [args.policy]
+        chosen = list(dict.fromkeys(args.policy))
+        for name in chosen:
+            if name not in names:
+                try:
+                    policies.make_policy(name)
+                except policies.UnknownPolicyError as exc:
+                    print(f"error: {exc}", file=sys.stderr)
+                    return 2
+    kwargs = {}
+    if args.checkpoint_dir is not None:
+        from policies.learned import LEARNED_POLICIES, PAPER_SUFFIX
+
+        for name in chosen:
+            arch = name.removesuffix(PAPER_SUFFIX)
+            if arch in LEARNED_POLICIES:
+                path = args.checkpoint_dir / f"{arch}{PAPER_SUFFIX}.pt"
+                if not path.exists():
+                    print(f"error: --checkpoint-dir has no {path.name} for {name}", file=sys.stderr)
+                    return 2
+                kwargs[name] = {"checkpoint": str(path)}
 
     if args.plot is not None:
         from policies.models import CHECKPOINT_DIR
         from policies.report import plot_learning_curves
 
-        logs = [CHECKPOINT_DIR / f"{n}_log.csv" for n in chosen if (CHECKPOINT_DIR / f"{n}_log.csv").exists()]
+        stems = [policies.registry.alias_target(n) or n for n in chosen]
+        logs = [CHECKPOINT_DIR / f"{n}_log.csv" for n in stems if (CHECKPOINT_DIR / f"{n}_log.csv").exists()]
         if not logs:
             print(f"error: no training log for {', '.join(chosen)} in {CHECKPOINT_DIR}", file=sys.stderr)
             return 2
@@ -119,11 +139,13 @@ def main(argv=None) -> int:
         return 2
 
     rows, raw = compare(chosen, sets, progress=not args.no_progress, record=args.gif is not None,
-                        workers=args.workers)
+                        workers=args.workers, policy_kwargs=kwargs)
     print(format_table(rows))
     if args.json is not None:
         payload = {
-            "meta": results_metadata(sets, generated_seed=args.seed if generated else None),
+            "meta": {**results_metadata(sets, generated_seed=args.seed if generated else None),
+                     "command": "python examples/evaluate.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                     "checkpoints": {name: kw["checkpoint"] for name, kw in kwargs.items()}},
             "results": rows,
             "neighbours": [d for split in sets for d in neighbour_differences(rows, split)],
             "tasks": {split: [t.name for t in tasks] for split, tasks in sets.items()},

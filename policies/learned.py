@@ -72,4 +72,5 @@ def _factory(name: str, architecture: str):
 
 for _name in LEARNED_POLICIES:
     register_policy(_name + PAPER_SUFFIX)(_factory(_name + PAPER_SUFFIX, _name))
-    register_policy(_name)(_factory(_name, _name))  # alias of <name>_paper until the large-data models ship
+    # an alias of <name>_paper until the large-data models ship
+    register_policy(_name, alias_of=_name + PAPER_SUFFIX)(_factory(_name, _name))

@@ -1,6 +1,6 @@
 """The MIQP contact-trajectory-optimisation oracle as a zoo policy (privileged, as in the paper).
 
-It reads the ground-truth task from ``info["task"]`` (shape and target
+It reads the ground-truth task from ``info["task"]``, which the rollout loop adds from ``env.unwrapped.task`` (shape and target
 trajectory, which no other policy sees), solves the mixed-integer program of
 :mod:`dlm_gym.oracle`, and plays the plan back through the same env step loop
 as every other policy.
@@ -43,7 +43,10 @@ class MIQPPolicy(OpenLoopPolicy):
     def plan(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
         task = info.get("task")
         if task is None:
-            raise ValueError("the miqp oracle is privileged: it needs info['task'] from env.reset()")
+            raise ValueError(
+                "the miqp oracle is privileged: it needs info['task'], which policies.rollout adds from "
+                "env.unwrapped.task; outside the loop pass {**info, 'task': env.unwrapped.task} to reset()"
+            )
         self.last_plan = plan = solve_oracle(task, self.config, time_limit=self.time_limit, **self.oracle_kwargs)
         if plan.ok:
             return plan.commands()

@@ -7,9 +7,10 @@ from typing import Callable, TypeVar
 
 from policies.base import Policy
 
-__all__ = ["register_policy", "make_policy", "available_policies", "UnknownPolicyError"]
+__all__ = ["register_policy", "make_policy", "available_policies", "alias_target", "UnknownPolicyError"]
 
 _REGISTRY: dict[str, Callable[..., Policy]] = {}
+_ALIASES: dict[str, str] = {}
 P = TypeVar("P", bound=Callable[..., Policy])
 
 
@@ -20,21 +21,32 @@ class UnknownPolicyError(KeyError):
         return str(self.args[0])
 
 
-def register_policy(name: str) -> Callable[[P], P]:
-    """Class or factory decorator that registers a policy under ``name``."""
+def register_policy(name: str, *, alias_of: str | None = None) -> Callable[[P], P]:
+    """Class or factory decorator that registers a policy under ``name``.
+
+    ``alias_of`` marks ``name`` as another name of that policy (same checkpoint): comparisons of
+    ``available_policies(aliases=False)`` then play it once.
+    """
 
     def decorator(factory: P) -> P:
         if name in _REGISTRY and _REGISTRY[name] is not factory:
             raise ValueError(f"a policy named {name!r} is already registered")
         _REGISTRY[name] = factory
+        if alias_of is not None:
+            _ALIASES[name] = alias_of
         return factory
 
     return decorator
 
 
-def available_policies() -> list[str]:
-    """Names of every registered policy, sorted."""
-    return sorted(_REGISTRY)
+def available_policies(*, aliases: bool = True) -> list[str]:
+    """Names of every registered policy, sorted (without the aliases when ``aliases`` is False)."""
+    return sorted(n for n in _REGISTRY if aliases or n not in _ALIASES)
+
+
+def alias_target(name: str) -> str | None:
+    """The policy that ``name`` is an alias of, or None."""
+    return _ALIASES.get(name)
 
 
 def make_policy(name: str, **kwargs) -> Policy:

@@ -42,22 +42,22 @@ CEILING = "noop"
 
 
 def _evaluate_chunk(args) -> list[EpisodeResult]:
-    name, tasks = args
+    name, kwargs, tasks = args
     import torch
 
     torch.set_num_threads(1)  # one worker per core
-    return evaluate(make_policy(name), tasks, progress=False)
+    return evaluate(make_policy(name, **kwargs), tasks, progress=False)
 
 
-def _evaluate(name: str, tasks: list[Task], *, workers: int, progress: bool, record: bool, desc: str):
+def _evaluate(name: str, kwargs: dict, tasks: list[Task], *, workers: int, progress: bool, record: bool, desc: str):
     """One policy on one task list, serially or split into ``workers`` contiguous chunks (same results)."""
     if workers <= 1 or record or len(tasks) < 2 * workers:
-        return evaluate(make_policy(name), tasks, record=record, progress=progress, desc=desc)
+        return evaluate(make_policy(name, **kwargs), tasks, record=record, progress=progress, desc=desc)
     import concurrent.futures
     import multiprocessing
 
     size = -(-len(tasks) // workers)
-    chunks = [(name, tasks[i : i + size]) for i in range(0, len(tasks), size)]
+    chunks = [(name, kwargs, tasks[i : i + size]) for i in range(0, len(tasks), size)]
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
         return [r for part in pool.map(_evaluate_chunk, chunks) for r in part]
@@ -117,8 +117,11 @@ def compare(
     progress: bool = True,
     record: bool = False,
     workers: int = 1,
+    policy_kwargs: dict[str, dict] | None = None,
 ) -> tuple[list[dict], dict[tuple[str, str], list[EpisodeResult]]]:
     """Evaluate each policy on each task set, always beside the oracle floor and the do-nothing ceiling.
+
+    ``policy_kwargs`` maps a name to keyword arguments of :func:`make_policy` (a ``checkpoint``, say).
 
     The floor of a stored split is its stored oracle losses (the MIQP plan run
     in the env when the split was made; row :data:`FLOOR`); of any other task
@@ -139,8 +142,8 @@ def compare(
         floor = _stored_floor(split) if all(t.name.startswith(f"{split}/") for t in tasks) else None
         todo = names + (["miqp"] if floor is None and "miqp" not in names else [])
         for name in todo:
-            results = _evaluate(name, tasks, workers=workers, progress=progress, record=record,
-                                desc=f"{name} on {split}")
+            results = _evaluate(name, (policy_kwargs or {}).get(name, {}), tasks, workers=workers,
+                                progress=progress, record=record, desc=f"{name} on {split}")
             raw[(name, split)] = results
             rows.append({"policy": name, "split": split, **summarize(results),
                          "losses": [r.loss for r in results],
@@ -159,11 +162,12 @@ def compare(
 
 
 def neighbour_differences(rows: list[dict], split: str) -> list[dict]:
-    """Paired differences between policies adjacent in the split's ranking by mean loss (best first)."""
+    """Paired differences ``worse - better`` between policies adjacent in the split's ranking by mean loss
+    (positive: how much more loss the lower-ranked one has; resolved when its interval excludes zero)."""
     ranked = sorted((r for r in rows if r["split"] == split), key=lambda r: r["loss_mean"])
     out = []
     for better, worse in zip(ranked, ranked[1:]):
-        d = paired_difference(better["losses"], worse["losses"])
+        d = paired_difference(worse["losses"], better["losses"])
         out.append({"split": split, "better": better["policy"], "worse": worse["policy"], **d.to_json(),
                     "resolved": d.resolved})
     return out

@@ -270,45 +270,25 @@ def test_gym_make_ends_terminated_not_truncated_with_is_success():
     assert not noop.success and noop.loss > 1.0
 
 
-def _interior_script(task, projected: bool) -> np.ndarray:
-    """The exploit: both fingers inside the object (2 cm below the centroid, 5 cm to either side) pushing
-    4.9 N up, following the target poses; or the same points moved onto the surface at those poses."""
-    from dlm_gym.geometry import nearest_boundary_point, rotation
-
-    local = np.array([[-0.05, -0.02], [0.05, -0.02]])
-    if projected:
-        local = np.array([nearest_boundary_point(task.polygon, p)[0] if nearest_boundary_point(task.polygon, p)[1] < 0
-                          else p for p in local])
-    cmd = np.zeros((T, N, 4))
-    for k, pose in enumerate(task.trajectory):
-        cmd[k, :, :2] = local @ rotation(pose[2]).T + pose[:2]
-        cmd[k, :, 3] = 4.9
-    return cmd
-
-
-def test_commanding_fingers_inside_the_object_is_no_longer_an_exploit():
+def test_commanding_fingers_inside_the_object_is_no_longer_an_exploit(tmp_path):
     """The interior-finger script scored 5.7 cm^2 on family under physics 0.1, against 9.1 for its points on
     the surface and 41 for doing nothing. Now interior commands push exactly as surface commands do (the test
     below); what is left is that a point inside always finds the surface of the object wherever it drifted,
-    while a surface point planned at the target pose can miss it: measured on 200 family_xl tasks (the
-    README's command) that is worth 3.7 [1.4, 6.3] cm^2 (18.6 vs 22.3, noop 44.8). The bounds here fail for
-    the old physics (ratios 0.63 and 0.14)."""
-    import policies
-    from dlm_gym.scene import Scene
+    while a surface point planned at the target pose can miss it (README, "Physics that cannot be gamed").
+    The bounds here fail for the old physics (ratios 0.63 and 0.14)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    split = dlm_gym.load_split("family")
-    inside, surface, noop = [], [], []
-    for task in split.tasks[:16]:
-        losses = []
-        for projected in (False, True):
-            sim = Scene().rollout(task.polygon, task.trajectory[0], _interior_script(task, projected))
-            losses.append(float(dlm_gym.object_trajectory_loss(sim, task.trajectory)))
-        inside.append(losses[0])
-        surface.append(losses[1])
-    noop = [r.loss for r in policies.evaluate(policies.make_policy("noop"), split.tasks[:16], progress=False)]
-    inside, surface = np.array(inside), np.array(surface)
-    assert inside.mean() >= 0.75 * surface.mean(), (inside.mean(), surface.mean())
-    assert inside.mean() >= 0.3 * np.mean(noop), (inside.mean(), np.mean(noop))
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "examples" / "exploit_check.py"), "--split", "family",
+                          "--tasks", "16", "--json", str(tmp_path / "f.json")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    f = json.loads((tmp_path / "f.json").read_text())
+    inside, surface, noop = f["interior"]["mean"], f["surface"]["mean"], f["noop"]["mean"]
+    assert inside >= 0.75 * surface, (inside, surface)
+    assert inside >= 0.3 * noop, (inside, noop)
 
 
 def test_interior_commands_push_no_harder_than_surface_commands(square):

@@ -105,17 +105,40 @@ def test_evaluate_cli_help_and_bad_flags():
 
 
 def test_evaluate_cli_json_is_reproducible(tmp_path):
+    """Same command, same per-task results and intervals (timings aside), whatever the worker count; every
+    table carries the floor and the ceiling."""
     outputs = []
-    for name in ("a.json", "b.json"):
-        out = run_cli("--policy", "random", "--split", "--generated", "3", "--no-progress", "--json", str(tmp_path / name))
+    for name, workers in (("a.json", "1"), ("b.json", "2")):
+        out = run_cli("--policy", "random", "--split", "--generated", "6", "--no-progress", "--workers", workers,
+                      "--json", str(tmp_path / name))
         assert out.returncode == 0, out.stderr
-        rows = json.loads((tmp_path / name).read_text())["results"]
-        for row in rows:
+        assert "cm^2" in out.stdout and "miqp" in out.stdout and "noop (ceiling)" in out.stdout
+        payload = json.loads((tmp_path / name).read_text())
+        for row in payload["results"]:
             row.pop("forward_s")
-        outputs.append(rows)
-    assert outputs[0] == outputs[1]
-    assert outputs[0][0]["policy"] == "random" and outputs[0][0]["n"] == 3
-    assert set(outputs[0][0]) == {"policy", "split", "n", "loss_mean", "loss_std", "loss_median"}
+        outputs.append(payload)
+    a, b = outputs
+    assert a["results"] == b["results"] and a["neighbours"] == b["neighbours"]
+    rows = {r["policy"]: r for r in a["results"]}
+    assert set(rows) == {"random", "noop", "miqp"}  # the live floor (generated tasks store none) and the ceiling
+    r = rows["random"]
+    assert r["n"] == 6 and len(r["losses"]) == 6 and r["loss_ci_low"] <= r["loss_mean"] <= r["loss_ci_high"]
+    assert {"mean", "ci_low", "ci_high"} <= set(r["vs_noop"]) and "vs_noop" not in rows["noop"]
+    meta = a["meta"]
+    assert meta["physics_version"] and meta["bootstrap"]["resamples"] > 0 and meta["generated_seed"] == 0
+    assert a["tasks"]["generated"] == [f"generated/{i}" for i in range(6)]
+
+
+def test_stored_splits_show_their_stored_oracle_floor():
+    from dlm_gym.datasets import load_split
+    from policies.report import FLOOR, compare, format_table
+
+    split = load_split("train")
+    rows, _ = compare(["noop"], {"train": split.tasks[:5]}, progress=False)
+    floor = next(r for r in rows if r["policy"] == FLOOR)
+    assert floor["losses"] == split.oracle_loss[:5].tolist()
+    table = format_table(rows)
+    assert "oracle (floor)" in table and "noop (ceiling)" in table and "cm^2" in table
 
 
 def test_every_registered_policy_plays_one_task_of_each_split():

@@ -199,8 +199,8 @@ def test_torch_projection_matches_the_scene():
     cmds = np.concatenate([rng.uniform([-0.3, -0.05, -20, -20], [0.3, 0.6, 20, 20], (200, 4))])
     scene = Scene()
     scene.reset(task.polygon, pose)
-    expected = np.array([scene._servo_target(*c)[:2] for c in cmds])
-    moved = np.array([scene._servo_target(*c)[2] for c in cmds])
+    expected = np.array([scene._servo_target(*c, *pose[:2])[:2] for c in cmds])
+    moved = np.array([scene._servo_target(*c, *pose[:2])[2] for c in cmds])
     assert (moved > 0.01).sum() > 20  # many of them were inside
     sc = _Scene([task.polygon], DEFAULT_CONFIG, DEFAULT_MODEL, torch.float64, "cpu")
     c = torch.tensor(cmds.T[None])  # (1, 4, 200): the batch of one object, 200 "fingers"

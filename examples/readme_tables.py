@@ -1,0 +1,171 @@
+#!/usr/bin/env python
+"""Render the README's result tables from evaluation JSON files, so that they cannot drift from the code.
+
+Reads the files that ``examples/evaluate.py --json`` wrote and prints the
+markdown; with ``--update README.md`` it replaces the blocks between
+``<!-- BEGIN name -->`` and ``<!-- END name -->`` in the README instead.
+
+Blocks:
+    table1      every policy on every split: mean loss (cm^2) with its 95 % bootstrap interval
+    resolved    per held-out split, the paired differences to noop and between neighbours, resolved or not
+    seeds       the learned policies over their training seeds (needs --seeds)
+    exploit     the interior-finger script against its surface twin (needs --exploit, from exploit_check.py)
+
+Example (the README's own):
+    python examples/readme_tables.py --results docs/results/table1.json --exploit docs/results/exploit.json \\
+        --seeds docs/results/table1.json docs/results/paper_seed1.json docs/results/paper_seed2.json \\
+        --update README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+FLOOR = "oracle (floor)"
+LEARNED = ("dlm_paper", "cvx_paper", "mdr_paper", "nn_paper", "nnm_paper")
+
+
+def _load(path: Path) -> dict:
+    try:
+        payload = json.loads(path.read_text())
+        payload["results"], payload["meta"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"error: {path} is not an evaluate.py --json results file ({exc})") from None
+    return payload
+
+
+def _cell(row: dict | None) -> str:
+    if row is None:
+        return "-"
+    return f"{row['loss_mean']:.2f} [{row['loss_ci_low']:.2f}, {row['loss_ci_high']:.2f}]"
+
+
+def table1(payload: dict) -> str:
+    rows = payload["results"]
+    splits = list(dict.fromkeys(r["split"] for r in rows))
+    cell = {(r["policy"], r["split"]): r for r in rows}
+    order_split = next((s for s in ("family_xl", "family") if s in splits), splits[0])
+    names = sorted({r["policy"] for r in rows}, key=lambda p: cell.get((p, order_split), {"loss_mean": np.inf})["loss_mean"])
+    label = {FLOOR: "oracle (floor)", "noop": "noop (ceiling)"}
+    out = ["| policy | " + " | ".join(f"{s} ({cell[(names[0], s)]['n'] if (names[0], s) in cell else '?'})" for s in splits) + " |",
+           "|---|" + "---|" * len(splits)]
+    for p in names:
+        out.append(f"| {label.get(p, p)} | " + " | ".join(_cell(cell.get((p, s))) for s in splits) + " |")
+    return "\n".join(out)
+
+
+def _diff(d: dict) -> str:
+    mark = "resolved" if (d["ci_low"] > 0 or d["ci_high"] < 0) else "not resolved"
+    return f"{d['mean']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}] ({mark})"
+
+
+def resolved(payload: dict) -> str:
+    rows = payload["results"]
+    splits = [s for s in dict.fromkeys(r["split"] for r in rows) if s.endswith("_xl")] or list(
+        dict.fromkeys(r["split"] for r in rows))
+    out = ["| split | policy | vs noop | vs next better (ranked by mean) |", "|---|---|---|---|"]
+    for split in splits:
+        steps = {d["worse"]: d for d in payload.get("neighbours", []) if d["split"] == split}
+        ranked = sorted((r for r in rows if r["split"] == split), key=lambda r: r["loss_mean"])
+        for i, r in enumerate(ranked):
+            vs_noop = _diff(r["vs_noop"]) if "vs_noop" in r else "-"
+            step = f"{_diff(steps[r['policy']])} vs {ranked[i - 1]['policy']}" if r["policy"] in steps else "-"
+            out.append(f"| {split} | {r['policy']} | {vs_noop} | {step} |")
+    return "\n".join(out)
+
+
+def seeds(payloads: list[dict]) -> str:
+    per_seed = []
+    for payload in payloads:
+        per_seed.append({(r["policy"], r["split"]): r for r in payload["results"]})
+    splits = [s for s in dict.fromkeys(r["split"] for r in payloads[0]["results"]) if s.endswith("_xl") or s in ("test", "family")]
+    splits = [s for s in splits if all(("dlm_paper", s) in c for c in per_seed)]
+    if not splits:
+        raise SystemExit("error: the --seeds files hold no dlm_paper results on a shared split")
+    out = ["| policy | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
+
+    def fmt(values):
+        v = np.array(values)
+        return f"{v.mean():.2f} ± {v.std(ddof=1):.2f} ({', '.join(f'{x:.1f}' for x in v)})"
+
+    for p in LEARNED:
+        if not all((p, splits[0]) in c for c in per_seed):
+            continue
+        out.append(f"| {p} | " + " | ".join(fmt([c[(p, s)]["loss_mean"] for c in per_seed]) for s in splits) + " |")
+    if all(("nn_paper", splits[0]) in c for c in per_seed):
+        out.append("| dlm_paper / nn_paper | " + " | ".join(
+            fmt([c[("dlm_paper", s)]["loss_mean"] / c[("nn_paper", s)]["loss_mean"] for c in per_seed]) for s in splits
+        ) + " |")
+    out.append("| noop | " + " | ".join(f"{per_seed[0][('noop', s)]['loss_mean']:.2f}" for s in splits) + " |")
+    return "\n".join(out)
+
+
+def exploit(figures: dict) -> str:
+    def f(key):
+        d = figures[key]
+        return f"{d['mean']:.2f} [{d['ci_low']:.2f}, {d['ci_high']:.2f}]"
+
+    return "\n".join([
+        f"| on {figures['tasks']} {figures['split']} tasks (cm^2, mean [95% CI]) | loss |",
+        "|---|---|",
+        f"| interior-finger script (both fingers inside the object, 4.9 N up) | {f('interior')} |",
+        f"| the same points moved onto the surface at the target poses | {f('surface')} |",
+        f"| paired difference, interior - surface | {f('interior_minus_surface')} |",
+        f"| noop | {f('noop')} |",
+    ])
+
+
+def update(readme: Path, blocks: dict[str, str]) -> None:
+    text = readme.read_text()
+    for name, body in blocks.items():
+        pattern = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(<!-- END {name} -->)", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"error: {readme} has no '<!-- BEGIN {name} -->' ... '<!-- END {name} -->' block")
+        text = pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+    tmp = readme.with_name(readme.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(readme)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", type=Path, required=True, metavar="JSON",
+                   help="an evaluate.py --json file with every policy (table1 and resolved)")
+    p.add_argument("--seeds", type=Path, nargs="+", default=None, metavar="JSON",
+                   help="one evaluate.py --json file per training seed of the learned policies (the seeds block)")
+    p.add_argument("--exploit", type=Path, default=None, metavar="JSON",
+                   help="the figures of examples/exploit_check.py --json (the exploit block)")
+    p.add_argument("--update", type=Path, default=None, metavar="README",
+                   help="rewrite the marked blocks of this file instead of printing them")
+    args = p.parse_args(argv)
+    for path in [args.results, *(args.seeds or []), *([args.exploit] if args.exploit else [])]:
+        if not path.is_file():
+            p.error(f"{path} does not exist; write it with examples/evaluate.py --json")
+    payload = _load(args.results)
+    blocks = {"table1": table1(payload), "resolved": resolved(payload)}
+    if args.seeds:
+        blocks["seeds"] = seeds([_load(s) for s in args.seeds])
+    if args.exploit:
+        try:
+            blocks["exploit"] = exploit(json.loads(args.exploit.read_text()))
+        except (ValueError, KeyError) as exc:
+            p.error(f"{args.exploit} is not an exploit_check.py --json file ({exc})")
+    if args.update is not None:
+        if not args.update.is_file():
+            p.error(f"{args.update} does not exist")
+        update(args.update, blocks)
+        print(f"updated {', '.join(blocks)} in {args.update}")
+    else:
+        for name, body in blocks.items():
+            print(f"<!-- {name} -->\n{body}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
