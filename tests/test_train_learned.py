@@ -82,6 +82,22 @@ def test_prefix_checkpoint_must_match(tmp_path):
     base = train_policy("nn", out_path=tmp_path / "nn.pt", **TINY)
     with pytest.raises(ValueError, match="prefix"):
         train_policy("dlm", out_path=tmp_path / "dlm.pt", init_checkpoint=base, **TINY)
+    # and an nn checkpoint is never played as dlm, under either of its names
+    from policies.models import CheckpointError
+
+    for name in ("dlm", "dlm_paper"):
+        with pytest.raises(CheckpointError, match="holds a 'nn' model, not 'dlm'"):
+            LearnedPolicy(name, checkpoint=base)
+    assert LearnedPolicy("nn_paper", checkpoint=base).name == "nn_paper"
+
+
+def test_plain_names_are_aliases_of_the_paper_models():
+    import policies
+
+    every, distinct = policies.available_policies(), policies.available_policies(aliases=False)
+    assert {"dlm", "dlm_paper", "nn", "nn_paper"} <= set(every)
+    assert "dlm_paper" in distinct and "dlm" not in distinct
+    assert policies.registry.alias_target("dlm") == "dlm_paper"
 
 
 def test_cli_trainers(tmp_path, monkeypatch):
