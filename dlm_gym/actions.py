@@ -47,14 +47,23 @@ def command_to_action(command: np.ndarray, config: SceneConfig = DEFAULT_CONFIG,
 def validate_action(action, config: SceneConfig = DEFAULT_CONFIG) -> np.ndarray:
     """Check an action and return it as a float64 ``(N, 4)`` array clipped to ``[-1, 1]``.
 
+    Integers and floats of any width are accepted. Complex, bool, string,
+    date and object arrays are refused rather than cast: NumPy would drop an
+    imaginary part with only a warning, read ``True`` as 1 and parse ``"0.5"``,
+    so a bug in an agent would pass as a valid action.
+
     Raises:
-        ValueError: if it is not numeric, has the wrong shape, or holds NaN or inf.
+        ValueError: if it is not an array of real numbers, has the wrong shape, or holds NaN or inf.
     """
     expected = (config.num_fingers, 4)
+    wanted = f"a real numeric array (int or float dtype) of shape {expected}"
     try:
-        a = np.asarray(action, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"action must be a numeric array of shape {expected}: {exc}") from None
+        raw = np.asarray(action)
+    except (TypeError, ValueError) as exc:  # ragged nesting
+        raise ValueError(f"action must be {wanted}: {exc}") from None
+    if raw.dtype.kind not in "iuf":
+        raise ValueError(f"action must be {wanted}, got dtype {raw.dtype}")
+    a = raw.astype(np.float64)
     if a.shape != expected:
         raise ValueError(
             f"action must have shape {expected} (per finger: x, y, f_x, f_y in [-1, 1]), got {a.shape}"

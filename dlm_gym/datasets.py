@@ -22,18 +22,27 @@ key                           shape, dtype                meaning
 ``oracle_loss``               (n,), float64               object-trajectory loss of the oracle plan run in the env
                                                           (as float32 actions, exactly what ``miqp`` scores)
 ``param/<name>``              (n, T, ...), float64        mechanical parameters P(t), see mechanics
+``checksum``                  (), str (hex)               SHA-256 of all other arrays (:func:`array_checksum`);
+                                                          optional: files written before it load unchecked
 ============================  ==========================  ==========================================
+
+:func:`load_split` checks all of this (shapes for the scene's T, frame size and
+finger count, dtypes, finite floats, 3 <= n_vertices <= V, at least one task,
+the checksum) and raises :class:`DatasetError` naming the file and the array.
+Files are written atomically (a temporary file, then a rename).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
-import zipfile
+import os
 from pathlib import Path
 
 import numpy as np
 
+from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
 from dlm_gym.task import Task
 
 __all__ = [
@@ -50,6 +59,8 @@ __all__ = [
     "split_path",
     "load_split",
     "save_split",
+    "add_checksum",
+    "array_checksum",
     "SplitSpec",
     "SPLIT_SPECS",
     "generate_split",
@@ -100,93 +111,285 @@ def split_path(name: str, data_dir: Path | str = DATA_DIR) -> Path:
     return Path(data_dir) / f"{name}.npz"
 
 
-_REQUIRED = {
-    "format_version": 0,
-    "meta": 0,
-    "polygon": 3,
-    "n_vertices": 1,
-    "trajectory": 3,
-    "seed": 1,
-    "video": 5,
-    "commands": 4,
-    "oracle_cost": 1,
-    "oracle_solve_s": 1,
-    "oracle_loss": 1,
-}
+_EXPECTED_KEYS = ("polygon", "n_vertices", "trajectory", "seed", "video", "commands", "oracle_cost",
+                  "oracle_solve_s", "oracle_loss")
+_FLOAT_ARRAYS = ("polygon", "trajectory", "commands", "oracle_cost", "oracle_solve_s", "oracle_loss")
+_INT_ARRAYS = ("n_vertices", "seed")
+_CHECKSUM = "checksum"
 
-_CACHE: dict[tuple[str, float], Split] = {}
+_CACHE: dict[tuple, Split] = {}
 
 
-def load_split(name: str, data_dir: Path | str = DATA_DIR) -> Split:
-    """Load a split by name (``"train"``, ``"family"``, ...) or by ``.npz`` path.
+def array_checksum(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 (hex) of a split's arrays: their names, dtypes, shapes and bytes, in name order.
 
-    Loaded splits are cached per file and modification time; treat them as read-only.
-
-    Raises:
-        DatasetError: naming the file, if it is missing, corrupt, truncated,
-            of another format version or has inconsistent shapes.
+    The ``checksum`` entry itself is left out, and so is the zip container
+    (member order, timestamps, compression): the same arrays always give the
+    same checksum, and a changed bit in any of them gives another.
     """
-    path = split_path(name, data_dir)
-    if not path.exists():
-        have = ", ".join(available_splits(data_dir)) or "none"
-        raise DatasetError(
-            f"no split file {path} (available splits: {have}); "
-            "run `python examples/generate_dataset.py` to make the splits"
-        )
-    key = (str(path.resolve()), path.stat().st_mtime)
-    if key in _CACHE:
-        return _CACHE[key]
+    digest = hashlib.sha256(b"dlm-gym split arrays v1\0")
+    for name in sorted(arrays):
+        if name == _CHECKSUM:
+            continue
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(json.dumps([name, a.dtype.str, list(a.shape)]).encode() + b"\0")
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file; any failure to read it is a DatasetError naming the file."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
-        raise DatasetError(f"{path}: not a readable .npz split file ({exc}); regenerate it") from None
-    missing = [k for k in _REQUIRED if k not in data]
+        with open(path, "rb") as handle:
+            magic = handle.read(6)
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc})") from None
+    if magic == b"\x93NUMPY":
+        raise DatasetError(f"{path}: a single .npy array, not an .npz split file; regenerate it")
+    if not magic.startswith(b"PK"):
+        raise DatasetError(
+            f"{path}: not an .npz split file (no zip signature: empty, truncated or another format); regenerate it"
+        )
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001  (zipfile, zlib, OSError, numpy's header parser: many types)
+        raise _unreadable(path, exc) from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise DatasetError(f"{path}: a single .npy array, not an .npz split file; regenerate it")
+    try:
+        with npz:
+            return {k: npz[k] for k in npz.files}
+    except Exception as exc:  # noqa: BLE001  (a damaged member: zlib.error, Bad CRC-32, pickled data, ...)
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: Exception) -> DatasetError:
+    return DatasetError(f"{path}: not a readable .npz split file ({type(exc).__name__}: {exc}); regenerate it")
+
+
+def _param_shapes(config: SceneConfig) -> dict[str, tuple[int, ...]]:
+    """Per-keyframe shape of each known ``param/<name>`` (the fields of the mechanical parameters P(t))."""
+    from dlm_gym.mechanics import vector_layout
+
+    return {**dict(vector_layout(config)), "finger_positions": (config.num_fingers, 2)}
+
+
+def _expected_shapes(n: int, width: int, config: SceneConfig) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Array name -> (shape, what the axes mean), for a split of ``n`` tasks padded to ``width`` vertices."""
+    T, S, N = config.horizon, config.frame_size, config.num_fingers
+    return {
+        "polygon": ((n, width, 2), "tasks, padded vertices, (x, y)"),
+        "n_vertices": ((n,), "tasks"),
+        "trajectory": ((n, T, 3), f"tasks, T={T} keyframes, (x, y, theta)"),
+        "seed": ((n,), "tasks"),
+        "video": ((n, T, S, S, 3), f"tasks, T={T} frames, {S} x {S} pixels, RGB"),
+        "commands": ((n, T, N, 4), f"tasks, T={T} keyframes, N={N} fingers, (x, y, f_x, f_y)"),
+        "oracle_cost": ((n,), "tasks"),
+        "oracle_solve_s": ((n,), "tasks"),
+        "oracle_loss": ((n,), "tasks"),
+    }
+
+
+_REGENERATE = "regenerate the split (examples/generate_dataset.py)"
+
+
+def _check_arrays(path: Path, data: dict[str, np.ndarray], config: SceneConfig, fix: str = _REGENERATE) -> dict:
+    """Check every array against the format (module docstring) and return the parsed ``meta``.
+
+    Loading used to accept many broken files and fail later, far from the
+    cause (an IndexError at step 4, "cannot reshape" in training); each check
+    raises a DatasetError naming the file, the array and what was expected,
+    followed by ``fix``.
+    """
+    _check_checksum(path, data, fix)
+    meta = _check_header(path, data, fix)
+    width = _check_shapes(path, data, config, fix)
+    _check_values(path, data, width, fix)
+    return meta
+
+
+def _bad(path: Path, name: str, problem: str, fix: str) -> DatasetError:
+    return DatasetError(f"{path}: array {name!r} {problem}; {fix}")
+
+
+def _check_checksum(path: Path, data: dict[str, np.ndarray], fix: str) -> None:
+    """First, so that a damaged file is called damaged rather than blamed on whichever array the damage hit."""
+    if _CHECKSUM not in data:
+        return  # written before splits carried checksums
+    stored = data[_CHECKSUM]
+    if stored.shape != () or stored.dtype.kind != "U":
+        raise _bad(path, _CHECKSUM, f"must be a hex string, got dtype {stored.dtype} and shape {stored.shape}", fix)
+    if str(stored) != array_checksum(data):
+        raise DatasetError(
+            f"{path}: checksum mismatch, the arrays changed after the file was written (a damaged or edited "
+            f"file); {fix}, or restore the file from the repository"
+        )
+
+
+def _check_header(path: Path, data: dict[str, np.ndarray], fix: str) -> dict:
+    """Every array is there, ``format_version`` is this version as a scalar integer, ``meta`` is a JSON object."""
+    missing = [k for k in ("format_version", "meta", *_EXPECTED_KEYS) if k not in data]
     if missing:
         raise DatasetError(f"{path}: missing array(s) {missing}; the file is truncated or not a dlm-gym split")
-    version = int(data["format_version"])
-    if version != FORMAT_VERSION:
+    version = data["format_version"]
+    if version.shape != () or version.dtype.kind not in "iu":
+        problem = f"must be a scalar integer, got dtype {version.dtype} and shape {version.shape}"
+        raise _bad(path, "format_version", problem, fix)
+    if int(version) != FORMAT_VERSION:
         raise DatasetError(
-            f"{path}: format version {version}, this dlm-gym reads version {FORMAT_VERSION}; regenerate the split"
+            f"{path}: format version {int(version)}, this dlm-gym reads version {FORMAT_VERSION}; regenerate the split"
         )
-    for k, ndim in _REQUIRED.items():
-        if data[k].ndim != ndim:
-            raise DatasetError(f"{path}: array {k!r} has {data[k].ndim} dimensions, expected {ndim}")
-    n = data["trajectory"].shape[0]
-    for k in _REQUIRED:
-        if k not in ("format_version", "meta") and data[k].shape[0] != n:
-            raise DatasetError(f"{path}: array {k!r} has {data[k].shape[0]} rows, expected {n}")
-    params = {k.split("/", 1)[1]: v for k, v in data.items() if k.startswith("param/")}
-    for k, v in params.items():
-        if v.shape[0] != n:
-            raise DatasetError(f"{path}: parameter {k!r} has {v.shape[0]} rows, expected {n}")
+    meta = data["meta"]
+    if meta.shape != () or meta.dtype.kind != "U":
+        raise _bad(path, "meta", f"must be a JSON string, got dtype {meta.dtype} and shape {meta.shape}", fix)
     try:
-        meta = json.loads(str(data["meta"]))
-        stem = path.stem
-        tasks = [
-            Task(
-                data["polygon"][i, : int(data["n_vertices"][i])],
-                data["trajectory"][i],
-                seed=int(data["seed"][i]),
-                name=f"{stem}/{i}",
+        value = json.loads(str(meta))
+    except ValueError as exc:
+        raise _bad(path, "meta", f"is not valid JSON ({exc})", fix) from None
+    if not isinstance(value, dict):
+        raise _bad(path, "meta", f"must be a JSON object, got a JSON {type(value).__name__}", fix)
+    return value
+
+
+def _check_shapes(path: Path, data: dict[str, np.ndarray], config: SceneConfig, fix: str) -> int:
+    """Shapes for the scene's T, frame size and finger count, at least one task; returns the padded polygon width."""
+    traj, polygon, T = data["trajectory"], data["polygon"], config.horizon
+    if traj.ndim != 3:
+        problem = f"has shape {traj.shape}, expected (n, {T}, 3) (tasks, T={T} keyframes, (x, y, theta))"
+        raise _bad(path, "trajectory", problem, fix)
+    n = traj.shape[0]
+    if n == 0:
+        raise DatasetError(f"{path}: the split has no tasks, a split needs at least one; {fix}")
+    if polygon.ndim != 3:
+        problem = f"has shape {polygon.shape}, expected ({n}, V, 2) (tasks, padded vertices, (x, y))"
+        raise _bad(path, "polygon", problem, fix)
+    width = polygon.shape[1]
+    for name, (shape, axes) in _expected_shapes(n, width, config).items():
+        if data[name].shape != shape:
+            raise _bad(path, name, f"has shape {data[name].shape}, expected {shape} ({axes})", fix)
+    known = _param_shapes(config)
+    for key in sorted(k for k in data if k.startswith("param/")):
+        shape, inner = data[key].shape, known.get(key.split("/", 1)[1])
+        if len(shape) < 2 or shape[:2] != (n, T) or (inner is not None and shape[2:] != inner):
+            want = (n, T, *inner) if inner is not None else f"({n}, {T}, ...)"
+            raise _bad(path, key, f"has shape {shape}, expected {want} (tasks, T={T} keyframes, ...)", fix)
+    return width
+
+
+def _check_values(path: Path, data: dict[str, np.ndarray], width: int, fix: str) -> None:
+    """Dtypes, finite floats, non-negative losses and times, and 3 <= n_vertices <= the padded width."""
+    if data["video"].dtype != np.uint8:
+        raise _bad(path, "video", f"has dtype {data['video'].dtype}, expected uint8 (pixel values 0-255)", fix)
+    for name in _INT_ARRAYS:
+        if data[name].dtype.kind not in "iu":
+            raise _bad(path, name, f"has dtype {data[name].dtype}, expected integers", fix)
+    for name in (*_FLOAT_ARRAYS, *sorted(k for k in data if k.startswith("param/"))):
+        a = data[name]
+        if a.dtype.kind != "f":
+            raise _bad(path, name, f"has dtype {a.dtype}, expected floating point numbers", fix)
+        finite = np.isfinite(a)
+        if not finite.all():
+            where = tuple(int(i) for i in np.argwhere(~finite)[0])
+            raise _bad(path, name, f"has NaN or inf (first at index {where}), expected finite numbers", fix)
+    for name in ("oracle_solve_s", "oracle_loss"):
+        negative = data[name] < 0
+        if negative.any():
+            raise _bad(path, name, f"has a negative entry (task {int(np.argmax(negative))}), expected values >= 0", fix)
+    counts = data["n_vertices"]
+    wrong = (counts < 3) | (counts > width)
+    if wrong.any():
+        i = int(np.argmax(wrong))
+        problem = f"is {int(counts[i])} for task {i}, expected 3 to {width} (the padded width of 'polygon')"
+        raise _bad(path, "n_vertices", problem, fix)
+
+
+def _tasks(path: Path, data: dict[str, np.ndarray]) -> list[Task]:
+    """The split's tasks; a polygon or trajectory that :class:`Task` refuses is a DatasetError naming task and file."""
+    tasks = []
+    for i in range(data["trajectory"].shape[0]):
+        try:
+            tasks.append(
+                Task(
+                    data["polygon"][i, : int(data["n_vertices"][i])],
+                    data["trajectory"][i],
+                    seed=int(data["seed"][i]),
+                    name=f"{path.stem}/{i}",
+                )
             )
-            for i in range(n)
-        ]
-    except (ValueError, TypeError) as exc:
-        raise DatasetError(f"{path}: invalid content ({exc}); regenerate the split") from None
+        except ValueError as exc:  # InvalidPolygonError is a ValueError too
+            raise DatasetError(
+                f"{path}: task {i} ('polygon' / 'trajectory') is invalid: {exc}; regenerate the split"
+            ) from None
+    return tasks
+
+
+def load_split(name: str | os.PathLike, data_dir: Path | str = DATA_DIR, *, config: SceneConfig | None = None) -> Split:
+    """Load a split by name (``"train"``, ``"family"``, ...) or by ``.npz`` path.
+
+    Every array is checked against the format for ``config`` (default
+    :data:`~dlm_gym.config.DEFAULT_CONFIG`: T, frame size and finger count):
+    shapes, dtypes, finiteness, vertex counts, at least one task, and the
+    stored checksum when the file has one (files written before checksums
+    load without that check; :func:`add_checksum` adds one). Loaded splits
+    are cached per file, modification time and config; treat them as read-only.
+
+    Raises:
+        TypeError: if ``name`` is not a string or path.
+        DatasetError: naming the file and, for bad content, the array and what
+            was expected, if the file is missing, unreadable, damaged, of
+            another format version or inconsistent.
+    """
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if not isinstance(name, str):
+        raise TypeError(f"a split is a name such as 'train' or a .npz path, got {type(name).__name__} {name!r}")
+    config = config or DEFAULT_CONFIG
+    path = split_path(name, data_dir)
+    if not path.is_file():
+        have = ", ".join(available_splits(data_dir)) or "none"
+        what = "is a directory, not a split file" if path.is_dir() else "does not exist"
+        raise DatasetError(
+            f"split file {path} {what} (available splits: {have}); "
+            "run `python examples/generate_dataset.py` to make the splits"
+        )
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, config)
+    if key in _CACHE:
+        return _CACHE[key]
+    data = _read_arrays(path)
+    meta = _check_arrays(path, data, config)
     split = Split(
         name=path.stem,
-        tasks=tasks,
+        tasks=_tasks(path, data),
         videos=data["video"],
         commands=data["commands"],
         oracle_cost=data["oracle_cost"],
         oracle_solve_s=data["oracle_solve_s"],
         oracle_loss=data["oracle_loss"],
-        params=params,
+        params={k.split("/", 1)[1]: v for k, v in data.items() if k.startswith("param/")},
         meta=meta,
     )
     _CACHE[key] = split
     return split
+
+
+def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write an ``.npz`` beside ``path`` under a temporary name, then rename it over ``path``.
+
+    A crash or Ctrl-C mid-write leaves the old file intact (and at worst a
+    ``.<name>.<pid>.tmp`` file, which :func:`available_splits` ignores).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_split(
@@ -199,11 +402,20 @@ def save_split(
     oracle_loss: np.ndarray,
     params: dict[str, np.ndarray],
     meta: dict,
+    *,
+    config: SceneConfig | None = None,
 ) -> Path:
-    """Write a split file (see the module docstring for the layout); returns its path."""
+    """Write a split file (see the module docstring for the layout) with its checksum, atomically; returns its path.
+
+    The arrays get the checks :func:`load_split` applies before anything is
+    written, so a file this writes always loads.
+
+    Raises:
+        DatasetError: naming ``path`` and the array, if the content does not fit the format.
+    """
     path = Path(path)
     n = len(tasks)
-    width = max(t.n_facets for t in tasks)
+    width = max((t.n_facets for t in tasks), default=3)
     polygon = np.zeros((n, width, 2))
     for i, t in enumerate(tasks):
         polygon[i, : t.n_facets] = t.polygon
@@ -212,7 +424,7 @@ def save_split(
         "meta": np.array(json.dumps(meta, sort_keys=True)),
         "polygon": polygon,
         "n_vertices": np.array([t.n_facets for t in tasks], dtype=np.int64),
-        "trajectory": np.stack([t.trajectory for t in tasks]),
+        "trajectory": np.stack([t.trajectory for t in tasks]) if tasks else np.zeros((0, 0, 3)),
         "seed": np.array([-1 if t.seed is None else t.seed for t in tasks], dtype=np.int64),
         "video": np.asarray(videos, dtype=np.uint8),
         "commands": np.asarray(commands, dtype=np.float64),
@@ -221,10 +433,27 @@ def save_split(
         "oracle_loss": np.asarray(oracle_loss, dtype=np.float64),
     }
     arrays.update({f"param/{k}": np.asarray(v, dtype=np.float64) for k, v in params.items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)  # atomic: a crash never leaves a half-written split behind
+    _check_arrays(path, arrays, config or DEFAULT_CONFIG, fix="not written: fix the code that built these arrays")
+    arrays[_CHECKSUM] = np.array(array_checksum(arrays))
+    _write_atomically(path, arrays)
+    return path
+
+
+def add_checksum(path: Path | str, *, config: SceneConfig | None = None) -> Path:
+    """Re-save a split file with the checksum of its arrays (the same arrays, atomically); returns its path.
+
+    For files written before splits carried checksums (the shipped ones up to
+    now). The file must pass every check of :func:`load_split` first, so a
+    damaged file is never given a checksum that would vouch for it. A file
+    that already has a valid checksum is rewritten unchanged in content.
+    """
+    path = Path(path)
+    data = _read_arrays(path)
+    config = config or DEFAULT_CONFIG
+    _check_arrays(path, data, config)
+    _tasks(path, data)
+    data[_CHECKSUM] = np.array(array_checksum(data))
+    _write_atomically(path, data)
     return path
 
 
@@ -394,5 +623,6 @@ def generate_split(
         oracle_loss=np.array([r["loss"] for r in kept]),
         params=params,
         meta=stats,
+        config=config,
     )
     return path, stats

@@ -9,12 +9,15 @@ contact mechanics and the task generators.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
 __all__ = [
     "InvalidPolygonError",
     "validate_polygon",
+    "MAX_COORDINATE",
+    "circumradius",
     "signed_area",
     "centroid",
     "polar_moment",
@@ -82,24 +85,93 @@ def _segments_cross(p1, p2, q1, q2, eps: float) -> bool:
     )
 
 
-def validate_polygon(vertices, *, min_area: float = 1e-8, min_edge: float = 1e-6) -> np.ndarray:
+MAX_COORDINATE = 1e150
+"""Metres beyond which a coordinate is refused outright: the simplicity checks multiply coordinate
+differences, and past this their products would overflow float64 (and Python floats raise)."""
+
+_REAL_KINDS = "iuf"  # signed/unsigned integers and floats; never bool, complex, strings or dates
+
+
+def _real_array(vertices) -> np.ndarray:
+    """``vertices`` as float64, refusing what NumPy would convert silently (complex, bool, numeric strings)."""
+    try:
+        raw = np.asarray(vertices)
+    except (TypeError, ValueError) as exc:  # ragged nesting
+        raise InvalidPolygonError(f"polygon must be an (N, 2) array of numbers: {exc}") from None
+    if raw.dtype.kind == "O" and all(_is_real(c) for c in raw.ravel().tolist()):
+        try:
+            raw = raw.astype(np.float64)  # Python numbers of mixed types (int, float, Fraction, ...)
+        except OverflowError:  # an int beyond float64
+            raise InvalidPolygonError("polygon coordinates are too large for float64: rescale it") from None
+    if raw.dtype.kind not in _REAL_KINDS:
+        raise InvalidPolygonError(
+            f"polygon must be an (N, 2) array of real numbers (int or float), got dtype {raw.dtype}"
+        )
+    return raw.astype(np.float64)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_extent(v: np.ndarray, radius_range: tuple[float, float] | None) -> None:
+    """Refuse coordinates too large to check, and, before any costly test, polygons surely too big for ``radius_range``.
+
+    The circumradius about any point of the polygon is at least half its
+    largest bounding-box side, so that bound needs neither a centroid nor a
+    simple polygon yet.
+    """
+    scale = float(np.abs(v).max())
+    allowed = "" if radius_range is None else (
+        f"; the scene allows a circumradius in [{radius_range[0]:g}, {radius_range[1]:g}] m"
+    )
+    if scale > MAX_COORDINATE:
+        raise InvalidPolygonError(
+            f"polygon coordinates reach {scale:.3g} m (at most {MAX_COORDINATE:g}){allowed}: rescale it"
+        )
+    if radius_range is not None:
+        half_side = float(np.max(v.max(axis=0) - v.min(axis=0))) / 2
+        if half_side > radius_range[1]:
+            raise InvalidPolygonError(
+                f"polygon is {2 * half_side:.3g} m across, so its circumradius is at least {half_side:.3g} m{allowed}: "
+                "rescale it"
+            )
+
+
+def circumradius(vertices: np.ndarray) -> float:
+    """Distance from the area centroid to the farthest vertex (what generated shapes are rescaled to)."""
+    return float(np.linalg.norm(vertices - centroid(vertices), axis=1).max())
+
+
+def validate_polygon(
+    vertices,
+    *,
+    min_area: float = 1e-8,
+    min_edge: float = 1e-6,
+    radius_range: tuple[float, float] | None = None,
+) -> np.ndarray:
     """Check a polygon and return it as a counter-clockwise ``(N_F, 2)`` float64 array.
 
+    Args:
+        radius_range: if given, the allowed ``(min, max)`` circumradius in metres
+            (:func:`circumradius`); :class:`dlm_gym.Task` passes the scene's.
+
     Raises:
-        InvalidPolygonError: if it has fewer than 3 vertices, non-finite
-            coordinates, a facet shorter than ``min_edge``, an area below
-            ``min_area`` or two facets that cross or touch (not simple).
+        InvalidPolygonError: if it is not an array of real numbers, has fewer
+            than 3 vertices, non-finite coordinates or coordinates beyond
+            :data:`MAX_COORDINATE`, a facet shorter than ``min_edge``, an area
+            below ``min_area``, two facets that cross or touch (not simple), or
+            a circumradius outside ``radius_range``. Never another error, for
+            any input.
     """
-    try:
-        v = np.array(vertices, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidPolygonError(f"polygon must be an (N, 2) array of numbers: {exc}") from None
+    v = _real_array(vertices)
     if v.ndim != 2 or v.shape[1] != 2:
         raise InvalidPolygonError(f"polygon must have shape (N, 2), got {v.shape}")
     if v.shape[0] < 3:
         raise InvalidPolygonError(f"polygon needs at least 3 vertices, got {v.shape[0]}")
     if not np.all(np.isfinite(v)):
         raise InvalidPolygonError("polygon has NaN or infinite coordinates")
+    _check_extent(v, radius_range)
     edges = np.roll(v, -1, axis=0) - v
     lengths = np.linalg.norm(edges, axis=1)
     if np.any(lengths < min_edge):
@@ -128,6 +200,12 @@ def validate_polygon(vertices, *, min_area: float = 1e-8, min_edge: float = 1e-6
         raise InvalidPolygonError(f"polygon area {abs(area):.3g} m^2 is (near) zero")
     if area < 0:
         v = v[::-1].copy()
+    if radius_range is not None:
+        r, (lo, hi) = circumradius(v), radius_range
+        if not lo <= r <= hi:
+            raise InvalidPolygonError(
+                f"polygon circumradius {r:.3g} m is outside the range the scene allows, [{lo:g}, {hi:g}] m: rescale it"
+            )
     return v
 
 

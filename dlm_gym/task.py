@@ -13,13 +13,25 @@ from typing import Literal
 import numpy as np
 
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
-from dlm_gym.geometry import centroid, lowest_height, rotation, validate_polygon
+from dlm_gym.geometry import _is_real, centroid, lowest_height, rotation, validate_polygon
 from dlm_gym.shapes import random_polygon, smooth_polygon
 
-__all__ = ["Task", "sample_task", "sample_trajectory", "GROUND_TOLERANCE"]
+__all__ = ["Task", "sample_task", "sample_trajectory", "GROUND_TOLERANCE", "CIRCUMRADIUS_RANGE", "VIEW"]
 
 GROUND_TOLERANCE = 1e-6
 """Metres a target pose may dip below the ground before a Task is rejected."""
+
+CIRCUMRADIUS_RANGE = (0.02, 0.4)
+"""Metres allowed for a task polygon's circumradius (centroid to farthest vertex).
+
+At least 2 cm, so that the object covers a few pixels of the 50 x 50 video (a
+pixel is 1.6 cm) and the 2 mm fingers can find a facet to push; at most 40 cm,
+half the camera's view, so that the object fits in the picture. Generated
+shapes have 20 cm (``SceneConfig.object_radius``)."""
+
+VIEW = (DEFAULT_CONFIG.view_x, DEFAULT_CONFIG.view_y)
+"""The camera's view, ``((x_min, x_max), (y_min, y_max))`` in metres: every target pose's centre
+(the centroid) must lie inside it, or the video would not show the motion."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -39,10 +51,13 @@ class Task:
         name: a label such as ``"family/3"``.
 
     Raises:
-        dlm_gym.geometry.InvalidPolygonError: for a degenerate, non-finite or
-            self-intersecting polygon.
-        ValueError: for a trajectory of the wrong shape, with NaN/inf, or
-            penetrating the ground.
+        dlm_gym.geometry.InvalidPolygonError: for a polygon that is not an
+            array of real numbers, degenerate, non-finite, self-intersecting,
+            or too small or too large for the scene (circumradius outside
+            :data:`CIRCUMRADIUS_RANGE`).
+        ValueError: for a trajectory that is not a ``(T, 3)`` array of real
+            numbers, has NaN/inf, leaves the camera's view (:data:`VIEW`) or
+            penetrates the ground.
     """
 
     polygon: np.ndarray
@@ -51,17 +66,15 @@ class Task:
     name: str = ""
 
     def __post_init__(self) -> None:
-        poly = validate_polygon(self.polygon)
-        traj = np.array(self.trajectory, dtype=np.float64)
-        if traj.ndim != 2 or traj.shape[1] != 3 or traj.shape[0] < 2:
-            raise ValueError(f"trajectory must have shape (T, 3) with T >= 2, got {traj.shape}")
-        if not np.all(np.isfinite(traj)):
-            raise ValueError("trajectory has NaN or infinite values")
+        poly = validate_polygon(self.polygon, radius_range=CIRCUMRADIUS_RANGE)
+        traj = _real_trajectory(self.trajectory)
         c = centroid(poly)
         if np.linalg.norm(c) > 1e-12:
             # Move the frame origin to the centroid: same motion, new reference point.
-            traj[:, :2] += np.einsum("tij,j->ti", rotation(traj[:, 2]), c)
+            with np.errstate(over="ignore", invalid="ignore"):  # a far-away pose is refused just below
+                traj[:, :2] += np.einsum("tij,j->ti", rotation(traj[:, 2]), c)
             poly = poly - c
+        _check_in_view(traj)
         low = lowest_height(poly, traj)
         if low.min() < -GROUND_TOLERANCE:
             k = int(np.argmin(low))
@@ -98,6 +111,37 @@ class Task:
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def _real_trajectory(trajectory) -> np.ndarray:
+    """A writable float64 ``(T, 3)`` copy; complex, bool and string entries are refused, not cast."""
+    try:
+        raw = np.asarray(trajectory)
+        if raw.dtype.kind == "O" and all(_is_real(v) for v in raw.ravel().tolist()):
+            raw = raw.astype(np.float64)  # Python numbers of mixed types
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"trajectory must be a (T, 3) array of real numbers: {exc}") from None
+    if raw.dtype.kind not in "iuf":
+        raise ValueError(f"trajectory must be a (T, 3) array of real numbers (int or float), got dtype {raw.dtype}")
+    traj = np.array(raw, dtype=np.float64)
+    if traj.ndim != 2 or traj.shape[1] != 3 or traj.shape[0] < 2:
+        raise ValueError(f"trajectory must have shape (T, 3) with T >= 2, got {traj.shape}")
+    if not np.all(np.isfinite(traj)):
+        raise ValueError("trajectory has NaN or infinite values")
+    return traj
+
+
+def _check_in_view(traj: np.ndarray) -> None:
+    """Every target pose's centre must be inside the camera's view (checked on the centroid frame)."""
+    (x0, x1), (y0, y1) = VIEW
+    x, y = traj[:, 0], traj[:, 1]
+    outside = ~((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1))  # NaN from an overflow counts as outside
+    if outside.any():
+        k = int(np.argmax(outside))
+        raise ValueError(
+            f"trajectory leaves the camera view at keyframe {k}: the object's centre ({x[k]:.3g}, {y[k]:.3g}) m "
+            f"must stay within x in [{x0:g}, {x1:g}] m and y in [{y0:g}, {y1:g}] m"
+        )
 
 
 # Appendix A's workspace E for start and goal poses.

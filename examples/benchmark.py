@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dlm_gym import cli
+
 
 def bench_env(episodes: int, seed: int) -> dict[str, float]:
     """Time full episodes of VideoPlanarManip-v0 with random actions."""
@@ -110,17 +112,17 @@ SECTIONS = {"env": lambda args: bench_env(args.episodes, args.seed), "oracle": l
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--episodes", type=int, default=200, help="episodes timed for the env figures (default: 200)")
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--episodes", type=cli.positive_int, default=200,
+                   help="episodes timed for the env figures (default: 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the tasks and actions (default: 0)")
     p.add_argument(
         "--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS),
         help="sections to run (default: all of %(choices)s)",
     )
-    p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the figures as JSON to PATH")
+    p.add_argument("--json", type=cli.output_file, default=None, metavar="PATH",
+                   help="also write the figures as JSON to PATH (checked before the run starts)")
     args = p.parse_args(argv)
-    if args.episodes < 1:
-        p.error("--episodes must be >= 1")
     figures: dict[str, float] = {}
     for name in args.only:
         figures.update(SECTIONS[name](args))
@@ -129,10 +131,24 @@ def main(argv=None) -> int:
     for key, value in figures.items():
         print(f"{key.ljust(width)}  {value:.6g}")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2, sort_keys=True))
+        try:
+            _write_atomically(args.json, json.dumps(figures, indent=2, sort_keys=True))
+        except OSError as exc:  # the path was checked up front; this is the disk or a folder changed meanwhile
+            return cli.fail(f"could not write {args.json}: {exc}")
         print(f"wrote {args.json}")
     return 0
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write beside ``path`` and rename over it: an interrupted run never leaves half a JSON file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import dlm_gym  # noqa: F401  (registers the env)
+from dlm_gym import cli
 import policies
 from dlm_gym.datasets import available_splits
 from policies.report import compare, format_table, neighbour_differences, results_metadata, task_sets
@@ -26,7 +27,7 @@ from policies.report import compare, format_table, neighbour_differences, result
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--policy",
         nargs="+",
@@ -35,7 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "as dlm = dlm_paper played once); noop and the oracle floor are always shown beside them",
     )
     p.add_argument(
-        "--checkpoint-dir", type=Path, default=None, metavar="DIR",
+        "--checkpoint-dir", type=cli.existing_dir, default=None, metavar="DIR",
         help="load the learned policies' checkpoints from DIR/<name>.pt (e.g. another training seed) instead of "
         "the shipped ones",
     )
@@ -50,19 +51,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument(
         "--generated",
-        type=int,
+        type=cli.non_negative_int,
         default=None,
         metavar="N",
         help="also evaluate on N freshly generated tasks (default: 20 when no split is shipped, else 0)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the generated tasks (default: 0)")
-    p.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the results as JSON to PATH")
+    p.add_argument("--json", type=cli.output_file, default=None, metavar="PATH", help="write the results as JSON to PATH")
     p.add_argument(
-        "--gif", type=Path, default=None, metavar="DIR", help="write one GIF per task and policy into DIR"
+        "--gif", type=cli.output_dir, default=None, metavar="DIR", help="write one GIF per task and policy into DIR"
     )
     p.add_argument(
         "--plot",
-        type=Path,
+        type=cli.output_file,
         nargs="?",
         const=Path("learning_curves.png"),
         default=None,
@@ -71,16 +72,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "(policies/checkpoints/<name>_log.csv) into PNG (default: learning_curves.png) and exit",
     )
     p.add_argument(
-        "--workers", type=int, default=1, metavar="N",
+        "--workers", type=cli.positive_int, default=1, metavar="N",
         help="evaluate each policy's tasks in N processes (same per-task results as 1; default: 1)",
     )
     p.add_argument("--list", action="store_true", help="list the registered policies and exit")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = p.parse_args(argv)
-    if args.generated is not None and args.generated < 0:
-        p.error("--generated must be >= 0")
-    if args.workers < 1:
-        p.error("--workers must be >= 1")
     return args
 
 
@@ -138,8 +135,11 @@ def main(argv=None) -> int:
         print("error: nothing to evaluate on; pass --generated N or generate the splits", file=sys.stderr)
         return 2
 
-    rows, raw = compare(chosen, sets, progress=not args.no_progress, record=args.gif is not None,
-                        workers=args.workers, policy_kwargs=kwargs)
+    try:
+        rows, raw = compare(chosen, sets, progress=not args.no_progress, record=args.gif is not None,
+                            workers=args.workers, policy_kwargs=kwargs)
+    except (policies.CheckpointError, *cli.USER_ERRORS) as exc:  # a damaged or wrong-kind checkpoint
+        return cli.fail(exc)
     print(format_table(rows))
     if args.json is not None:
         payload = {

@@ -18,13 +18,13 @@ import dataclasses
 import json
 import os
 import sys
-from pathlib import Path
 
+from dlm_gym import cli
 from dlm_gym.datasets import DATA_DIR, SPLIT_SPECS, generate_split
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--split",
         nargs="+",
@@ -34,22 +34,20 @@ def main(argv=None) -> int:
         "evaluation splits)",
     )
     p.add_argument(
-        "--size", type=int, default=None, help="tasks per split (default: the paper's sizes: train 20, "
+        "--size", type=cli.positive_int, default=None, help="tasks per split (default: the paper's sizes: train 20, "
         "finetune 20, test 40, family 40; smooth 20; and family_xl 500, test_xl 500, smooth_xl 200)"
     )
     p.add_argument(
         "--seed-offset", type=int, default=0,
         help="added to every split's first task seed (default: 0, the shipped splits)",
     )
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="oracle processes (default: all cores)")
-    p.add_argument("--time-limit", type=float, default=30.0, help="oracle time limit per task, seconds (default: 30)")
-    p.add_argument("--out", type=Path, default=DATA_DIR, help=f"output directory (default: {DATA_DIR})")
+    p.add_argument("--workers", type=cli.positive_int, default=os.cpu_count() or 1,
+                   help="oracle processes (default: all cores)")
+    p.add_argument("--time-limit", type=cli.finite_positive_float, default=30.0,
+                   help="oracle time limit per task, seconds (default: 30)")
+    p.add_argument("--out", type=cli.output_dir, default=DATA_DIR, help=f"output directory (default: {DATA_DIR})")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    args = p.parse_args(argv)
-    if args.size is not None and args.size < 1:
-        p.error("--size must be >= 1")
-    if args.workers < 1:
-        p.error("--workers must be >= 1")
+    args = p.parse_args(argv)  # paths and numbers are checked here, before hours of oracle solves
 
     print(f"{'split':<10} {'tasks':>5} {'candidates':>10} {'rejected':>8} {'rate':>6}  oracle solve s (median / p90)")
     for name in args.split:
@@ -57,10 +55,13 @@ def main(argv=None) -> int:
         spec = dataclasses.replace(
             spec, size=args.size or spec.size, seed=spec.seed + args.seed_offset
         )
-        path, stats = generate_split(
-            name, spec, out_dir=args.out, workers=args.workers, time_limit=args.time_limit,
-            progress=not args.no_progress,
-        )
+        try:
+            path, stats = generate_split(
+                name, spec, out_dir=args.out, workers=args.workers, time_limit=args.time_limit,
+                progress=not args.no_progress,
+            )
+        except cli.USER_ERRORS as exc:
+            return cli.fail(exc)
         print(
             f"{name:<10} {stats['size']:>5} {stats['candidates']:>10} {sum(stats['rejected'].values()):>8} "
             f"{stats['rejection_rate']:>6.1%}  {stats['solve_s_median']:.3f} / {stats['solve_s_p90']:.3f}"

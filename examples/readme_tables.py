@@ -90,9 +90,9 @@ def seeds(payloads: list[dict]) -> str:
         raise SystemExit("error: the --seeds files hold no dlm_paper results on a shared split")
     out = ["| policy | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
 
-    def fmt(values):
+    def fmt(values, digits=1):
         v = np.array(values)
-        return f"{v.mean():.2f} ± {v.std(ddof=1):.2f} ({', '.join(f'{x:.1f}' for x in v)})"
+        return f"{v.mean():.2f} ± {v.std(ddof=1):.2f} ({', '.join(f'{x:.{digits}f}' for x in v)})"
 
     for p in LEARNED:
         if not all((p, splits[0]) in c for c in per_seed):
@@ -100,7 +100,7 @@ def seeds(payloads: list[dict]) -> str:
         out.append(f"| {p} | " + " | ".join(fmt([c[(p, s)]["loss_mean"] for c in per_seed]) for s in splits) + " |")
     if all(("nn_paper", splits[0]) in c for c in per_seed):
         out.append("| dlm_paper / nn_paper | " + " | ".join(
-            fmt([c[("dlm_paper", s)]["loss_mean"] / c[("nn_paper", s)]["loss_mean"] for c in per_seed]) for s in splits
+            fmt([c[("dlm_paper", s)]["loss_mean"] / c[("nn_paper", s)]["loss_mean"] for c in per_seed], 2) for s in splits
         ) + " |")
     out.append("| noop | " + " | ".join(f"{per_seed[0][('noop', s)]['loss_mean']:.2f}" for s in splits) + " |")
     return "\n".join(out)

@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from dlm_gym import cli
+
 
 def _train_ppo(args: argparse.Namespace) -> Path:
     from policies.rl.ppo import DEFAULT_CHECKPOINT, train_ppo
@@ -59,7 +61,7 @@ def _learned_trainer(name: str) -> Callable[[argparse.Namespace], Path]:
             sim_iterations=args.sim_iterations,
             sim_lr=args.sim_lr,
             weight_decay=args.weight_decay,
-            grad_clip="default" if args.grad_clip is None else (None if args.grad_clip == "none" else float(args.grad_clip)),
+            grad_clip="default" if args.grad_clip is None else (None if args.grad_clip == "none" else args.grad_clip),
             cosine=None if args.lr_schedule is None else args.lr_schedule == "cosine",
             latent_dim=args.latent_dim,
             lstm_layers=args.lstm_layers,
@@ -67,9 +69,9 @@ def _learned_trainer(name: str) -> Callable[[argparse.Namespace], Path]:
             out_path=args.out,
             sim_grad=args.sim_grad,
             sim_deterministic=args.sim_eval_mode,
-            train_split=args.train_split,
+            train_split=args.train_split or "train",
             batch_size=args.batch_size,
-            finetune_split=args.finetune_split,
+            finetune_split=args.finetune_split or "finetune",
             init_checkpoint=args.init_checkpoint,
             threads=args.threads,
             progress=not args.no_progress,
@@ -85,8 +87,19 @@ TRAINERS: dict[str, Callable[[argparse.Namespace], Path]] = {
 }
 
 
+def grad_clip(text: str) -> str | float:
+    """``none`` or a finite positive gradient-norm bound."""
+    if text == "none":
+        return text
+    try:
+        return cli.finite_positive_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a finite positive number or 'none', got {text!r}") from None
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Parse and check the flags: paths and numbers are validated here, before any work (one-line errors, exit 2)."""
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--policy",
         choices=sorted(TRAINERS),
@@ -94,7 +107,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument(
         "--timesteps",
-        type=int,
+        type=cli.positive_int,
         default=None,
         metavar="N",
         help="training budget in environment steps (5 per episode) for RL policies "
@@ -109,7 +122,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument(
         "--out",
-        type=Path,
+        type=cli.output_file,
         default=None,
         metavar="PATH",
         help="checkpoint to write (default: the shipped one, policies/checkpoints/<policy>.zip for RL, "
@@ -118,7 +131,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument(
         "--n-envs",
-        type=int,
+        type=cli.positive_int,
         default=None,
         metavar="N",
         help="parallel environments for RL policies (default: n_envs of the hyperparameter file, 8 for ppo)",
@@ -132,37 +145,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument(
         "--threads",
-        type=int,
+        type=cli.positive_int,
         default=1,
         metavar="N",
         help="torch threads used while training (default: 1); part of what makes a run reproducible",
     )
     g = p.add_argument_group("learned policies (nn, nnm, mdr, cvx, dlm)")
-    g.add_argument("--iterations", type=int, default=None, metavar="N",
+    g.add_argument("--iterations", type=cli.positive_int, default=None, metavar="N",
                    help="full-batch Adam steps of each supervised stage, L_P / L_QP / L_NN (default: 1000; paper: 100)")
-    g.add_argument("--lr", type=float, default=None, help="learning rate of the supervised stages (default: 1e-3; paper: 1e-4)")
-    g.add_argument("--sim-iterations", type=int, default=None, metavar="N",
+    g.add_argument("--lr", type=cli.finite_positive_float, default=None, help="learning rate of the supervised stages (default: 1e-3; paper: 1e-4)")
+    g.add_argument("--sim-iterations", type=cli.positive_int, default=None, metavar="N",
                    help="Adam steps of the L_sim stage of dlm and nnm (default: 30; paper: 100)")
-    g.add_argument("--sim-lr", type=float, default=None, help="learning rate of the L_sim stage (default: 1e-4; paper: 1e-4)")
-    g.add_argument("--weight-decay", type=float, default=None,
+    g.add_argument("--sim-lr", type=cli.finite_positive_float, default=None, help="learning rate of the L_sim stage (default: 1e-4; paper: 1e-4)")
+    g.add_argument("--weight-decay", type=cli.finite_non_negative_float, default=None,
                    help="decoupled (AdamW) weight decay of every stage (default: 0, plain Adam as in the paper)")
-    g.add_argument("--grad-clip", default=None, metavar="NORM|none",
+    g.add_argument("--grad-clip", type=grad_clip, default=None, metavar="NORM|none",
                    help="clip the global gradient norm (default: 1.0; 'none' for the paper's unclipped Adam)")
     g.add_argument("--lr-schedule", choices=["constant", "cosine"], default=None,
                    help="learning rate over each stage: constant (the paper's) or cosine decay to 0 (default: constant)")
-    g.add_argument("--latent-dim", type=int, default=None, help="size of the video latent L^V (default: the paper's 75)")
-    g.add_argument("--lstm-layers", type=int, default=None, help="depth of the bidirectional LSTM (default: the paper's 5)")
+    g.add_argument("--latent-dim", type=cli.positive_int, default=None, help="size of the video latent L^V (default: the paper's 75)")
+    g.add_argument("--lstm-layers", type=cli.positive_int, default=None, help="depth of the bidirectional LSTM (default: the paper's 5)")
     g.add_argument("--sim-grad", choices=["fd", "autodiff"], default="fd",
                    help="gradient of L_sim: central differences through pymunk (fd, the paper's; default) "
                    "or the smoothed torch simulator (autodiff)")
     g.add_argument("--sim-eval-mode", action="store_true",
                    help="run L_sim with dropout off and batch-norm running statistics (default: train mode, "
                    "as the supervised stages)")
-    g.add_argument("--train-split", default="train", help="supervised split: a name or a split .npz (default: train)")
-    g.add_argument("--batch-size", type=int, default=None, metavar="N",
+    g.add_argument("--train-split", type=cli.split_name_or_file, default=None, help="supervised split: a name or a split .npz (default: train)")
+    g.add_argument("--batch-size", type=cli.positive_int, default=None, metavar="N",
                    help="tasks per Adam step, drawn at random (default: the whole split, as in the paper)")
-    g.add_argument("--finetune-split", default="finetune", help="L_sim split: a name or a split .npz (default: finetune)")
-    g.add_argument("--init-checkpoint", type=Path, default=None, metavar="PATH",
+    g.add_argument("--finetune-split", type=cli.split_name_or_file, default=None, help="L_sim split: a name or a split .npz (default: finetune)")
+    g.add_argument("--init-checkpoint", type=cli.existing_file, default=None, metavar="PATH",
                    help="start from a checkpoint of a prefix policy (mdr for cvx, cvx for dlm, nn for nnm) and skip its stages")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2], help="library verbosity, e.g. SB3's (default: 0)")
@@ -170,16 +183,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.list and args.policy is None:
         p.error("--policy is required (trainable: " + ", ".join(sorted(TRAINERS)) + ")")
-    if args.grad_clip is not None and args.grad_clip != "none":
-        try:
-            if float(args.grad_clip) <= 0:
-                raise ValueError
-        except ValueError:
-            p.error("--grad-clip must be a positive number or 'none'")
-    for flag in ("timesteps", "n_envs", "threads", "iterations", "sim_iterations", "batch_size", "latent_dim", "lstm_layers"):
-        value = getattr(args, flag)
-        if value is not None and value <= 0:
-            p.error(f"--{flag.replace('_', '-')} must be positive")
     return args
 
 
@@ -189,7 +192,12 @@ def main(argv=None) -> int:
         print("\n".join(sorted(TRAINERS)))
         return 0
     start = time.perf_counter()
-    path = TRAINERS[args.policy](args)
+    from policies import CheckpointError
+
+    try:
+        path = TRAINERS[args.policy](args)
+    except (CheckpointError, *cli.USER_ERRORS) as exc:  # a damaged split or checkpoint, a checkpoint of another kind
+        return cli.fail(exc)
     minutes = (time.perf_counter() - start) / 60
     print(f"wrote {path} ({minutes:.1f} min)")
     return 0

@@ -7,9 +7,14 @@ one rollout loop, :func:`policies.rollout.evaluate`::
     import policies
     policy = policies.make_policy("noop")
     results = policies.evaluate(policy, tasks)
+
+A checkpoint that is missing, damaged or of the wrong kind raises
+:class:`CheckpointError` (one class for every policy), naming the file and the
+command that rebuilds it.
 """
 
 from policies.base import OpenLoopPolicy, Policy
+from policies.models import CheckpointError
 from policies.registry import UnknownPolicyError, available_policies, make_policy, register_policy
 from policies.rollout import EpisodeResult, evaluate, rollout, summarize
 
@@ -24,6 +29,7 @@ __all__ = [
     "available_policies",
     "register_policy",
     "UnknownPolicyError",
+    "CheckpointError",
     "rollout",
     "evaluate",
     "summarize",

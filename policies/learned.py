@@ -10,7 +10,7 @@ import torch
 
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
 from policies.base import OpenLoopPolicy
-from policies.models import CHECKPOINT_DIR, CheckpointError, load_checkpoint
+from policies.models import CHECKPOINT_DIR, CheckpointKindError, load_checkpoint
 from policies.networks import video_to_tensor
 from policies.registry import register_policy
 
@@ -46,8 +46,8 @@ class LearnedPolicy(OpenLoopPolicy):
         self.checkpoint = Path(checkpoint) if checkpoint is not None else default
         self.model, self.meta = load_checkpoint(self.checkpoint, config)
         trained_as = self.meta.get("policy")
-        if trained_as != architecture:
-            raise CheckpointError(
+        if trained_as != architecture:  # same network, other stage (mdr as dlm) is refused too: kind = both
+            raise CheckpointKindError(
                 f"{self.checkpoint} holds a {trained_as!r} model, not {architecture!r}; pass a {architecture} "
                 f"checkpoint or train one with `python examples/train.py --policy {architecture}`"
             )

@@ -11,11 +11,19 @@ Both map uint8 videos ``(B, T, 50, 50, 3)`` to keyframe commands
 which :class:`policies.base.OpenLoopPolicy` plays back.
 
 Checkpoints are plain ``torch.save`` dicts of tensors, strings and numbers, read
-back with ``torch.load(..., weights_only=True)``.
+back with ``torch.load(..., weights_only=True)``. They carry a SHA-256 content
+hash of their weights (:func:`content_hash`), checked on load, so that a
+damaged file is refused instead of acting with altered weights; files written
+before hashes existed load without that check (:func:`add_content_hash` adds
+one). Every failure raises :class:`CheckpointError` naming the file and the
+command that rebuilds it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +37,40 @@ from dlm_gym.mechanics import NUM_ENV_CONTACTS, vector_dim, vector_layout
 from policies.networks import MLP, VideoEncoder
 from policies.qp import InverseDynamicsQP, QPSolution, reference_points_from_jacobian
 
-__all__ = ["DLMNet", "NNNet", "CheckpointError", "save_checkpoint", "load_checkpoint", "CHECKPOINT_DIR"]
+__all__ = [
+    "DLMNet",
+    "NNNet",
+    "CheckpointError",
+    "CheckpointKindError",
+    "POLICY_KINDS",
+    "content_hash",
+    "save_checkpoint",
+    "load_checkpoint",
+    "add_content_hash",
+    "rebuild_hint",
+    "CHECKPOINT_DIR",
+]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 CHECKPOINT_VERSION = 1
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint is missing, corrupt or of another kind or version."""
+    """A checkpoint is missing, corrupt or of another kind or version; the message names the file and the fix.
+
+    The one checkpoint error of the whole zoo (the PPO loader raises it too), exported as ``policies.CheckpointError``.
+    """
+
+
+class CheckpointKindError(CheckpointError, ValueError):
+    """A sound checkpoint of a policy that cannot serve as the one requested (an NN checkpoint run as dlm).
+
+    Also a ValueError: it is a wrong argument, and ``train_policy`` always raised ValueError for it.
+    """
+
+
+POLICY_KINDS = {"mdr": "dlm", "cvx": "dlm", "dlm": "dlm", "nn": "nn", "nnm": "nn"}
+"""Learned policy -> the network kind it is (``DLMNet.kind`` or ``NNNet.kind``)."""
 
 
 def _command_scale(config: SceneConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,47 +191,162 @@ class NNNet(nn.Module):
 _KINDS = {"dlm": DLMNet, "nn": NNNet}
 
 
-def save_checkpoint(model: nn.Module, path: Path | str, *, policy: str, command: str, extra: dict | None = None) -> Path:
-    """Write ``model`` with what is needed to rebuild it and the command that trained it."""
+def content_hash(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) of a state dict: every tensor's name, dtype, shape and bytes, in name order.
+
+    A function of the weights alone, not of the pickle around them, so it
+    survives re-saving and catches a changed bit in any tensor.
+    """
+    digest = hashlib.sha256(b"dlm-gym state_dict v1\0")
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        digest.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode() + b"\0")
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def rebuild_hint(path: Path | str, payload: Any = None) -> str:
+    """``rebuild it with `<command>` `` for a checkpoint: the command it records, else one guessed from its name."""
+    if isinstance(payload, dict) and isinstance(payload.get("command"), str) and payload["command"]:
+        return f"rebuild it with `{payload['command']}`"
     path = Path(path)
+    name = path.stem.removesuffix("_paper")
+    policy = name if name in POLICY_KINDS else "<" + "|".join(POLICY_KINDS) + ">"
+    default = path.parent.resolve() == CHECKPOINT_DIR and path.stem.endswith("_paper")
+    return f"rebuild it with `python examples/train.py --policy {policy}" + ("`" if default else f" --out {path}`")
+
+
+def _write_atomically(payload: dict, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves half a checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    model: nn.Module, path: Path | str, *, policy: str, command: str, extra: dict | None = None
+) -> Path:
+    """Write ``model`` with what is needed to rebuild it, the command that trained it and its content hash."""
+    path = Path(path)
+    state_dict = model.state_dict()
     payload = {
         "version": CHECKPOINT_VERSION,
         "kind": model.kind,
         "policy": policy,
         "command": command,
         "hparams": dict(model.hparams),
-        "state_dict": model.state_dict(),
+        "state_dict": state_dict,
+        "content_hash": content_hash(state_dict),
         "extra": extra or {},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    _write_atomically(payload, path)
     return path
+
+
+def _check_payload(path: Path, payload: Any) -> None:
+    """Check what the loader relies on before a network is built from it; raise CheckpointError naming the fault."""
+    if not isinstance(payload, dict) or payload.get("kind") not in _KINDS:
+        raise CheckpointError(f"{path} is not a dlm-gym model checkpoint; {rebuild_hint(path)}")
+    hint = rebuild_hint(path, payload)
+    _check_identity(path, payload, hint)
+    _check_hparams(path, payload.get("hparams"), hint)
+    _check_weights(path, payload, hint)
+
+
+def _check_identity(path: Path, payload: dict, hint: str) -> None:
+    """This checkpoint version, and a policy that goes with the network kind (an nn policy in a DLMNet is damage)."""
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint version {payload.get('version')!r}, expected {CHECKPOINT_VERSION}; {hint}"
+        )
+    policy, kind = payload.get("policy"), payload["kind"]
+    if POLICY_KINDS.get(policy) != kind:
+        raise CheckpointError(
+            f"{path} says it holds policy {policy!r} in a {kind!r} network, which does not go together "
+            f"(known: {POLICY_KINDS}); {hint}"
+        )
+
+
+def _check_hparams(path: Path, hparams: Any, hint: str) -> None:
+    """Exactly ``latent_dim`` and ``lstm_layers``, positive integers (torch would raise TypeError or ValueError)."""
+    if not isinstance(hparams, dict):
+        raise CheckpointError(
+            f"{path}: 'hparams' must be a dict of latent_dim and lstm_layers, got {type(hparams).__name__}; {hint}"
+        )
+    if set(hparams) != {"latent_dim", "lstm_layers"}:
+        raise CheckpointError(
+            f"{path}: 'hparams' has keys {sorted(map(str, hparams))}, expected ['latent_dim', 'lstm_layers']; {hint}"
+        )
+    for key, value in hparams.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise CheckpointError(f"{path}: hparams[{key!r}] must be a positive integer, got {value!r}; {hint}")
+
+
+def _check_weights(path: Path, payload: dict, hint: str) -> None:
+    """A name -> tensor dict, matching the content hash when the file has one, and finite."""
+    state = payload.get("state_dict")
+    if not (isinstance(state, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
+        raise CheckpointError(f"{path}: 'state_dict' must map names to tensors, got {type(state).__name__}; {hint}")
+    stored = payload.get("content_hash")
+    if stored is not None and stored != content_hash(state):
+        raise CheckpointError(
+            f"{path}: content hash mismatch, the weights changed after the file was written (a damaged or "
+            f"edited file); {hint}, or restore the file from the repository"
+        )
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: weight {name!r} holds NaN or inf (training diverged?); {hint}")
 
 
 def load_checkpoint(path: Path | str, config: SceneConfig = DEFAULT_CONFIG) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a model from a checkpoint (``weights_only`` loading: no code is unpickled).
 
+    Checks, in order: the file is a dlm-gym model checkpoint of this version;
+    its policy goes with its network kind; ``hparams`` are positive integers;
+    ``state_dict`` maps names to tensors; the content hash, when the file has
+    one, matches the weights; the weights are finite and fit the network.
+
     Raises:
-        CheckpointError: naming the file, if it is missing, unreadable, or not a dlm-gym model checkpoint.
+        CheckpointError: naming the file and the command that rebuilds it, for any of those failures.
     """
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist; train it with `python examples/train.py --policy ...`")
+    if not path.is_file():
+        what = "is a directory, not a checkpoint" if path.is_dir() else "does not exist"
+        raise CheckpointError(f"checkpoint {path} {what}; {rebuild_hint(path)}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict) or payload.get("kind") not in _KINDS:
-        raise CheckpointError(f"{path} is not a dlm-gym model checkpoint")
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {payload.get('version')}, expected {CHECKPOINT_VERSION}")
-    model = _KINDS[payload["kind"]](config, **payload["hparams"])
+    except Exception as exc:  # noqa: BLE001  (torch raises many types for a damaged file)
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or not a torch file ({type(exc).__name__}: {exc}); {rebuild_hint(path)}"
+        ) from None
+    _check_payload(path, payload)
+    hint = rebuild_hint(path, payload)
     try:
+        model = _KINDS[payload["kind"]](config, **payload["hparams"])
         model.load_state_dict(payload["state_dict"])
-    except (RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"{path}: weights do not fit the model ({exc})") from None
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: weights do not fit the model ({exc}); {hint}") from None
     model.eval()
     return model, payload
 
+
+def add_content_hash(path: Path | str) -> Path:
+    """Re-save a checkpoint with the content hash of its weights (weights unchanged, atomically); returns its path.
+
+    For checkpoints written before hashes existed. The file must load first
+    (every check of :func:`load_checkpoint`), so a damaged file never gets a
+    hash that would vouch for it; a file with a hash already is verified and rewritten as is.
+    """
+    path = Path(path)
+    _, payload = load_checkpoint(path)
+    payload["content_hash"] = content_hash(payload["state_dict"])
+    _write_atomically(payload, path)
+    return path

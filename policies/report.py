@@ -101,13 +101,17 @@ def results_metadata(sets: dict[str, list[Task]], *, generated_seed: int | None 
     }
 
 
-def _stored_floor(split: str | None) -> np.ndarray | None:
-    if split is None:
-        return None
+def _stored_floor(split: str, tasks: list[Task]) -> np.ndarray | None:
+    """The stored oracle losses of ``tasks`` when they are tasks of the stored split ``split``, else None."""
     try:
-        return np.asarray(load_split(split).oracle_loss, dtype=np.float64)
+        stored = load_split(split)
     except Exception:  # not a stored split (e.g. generated tasks): the floor is a live miqp run
         return None
+    index = {t.name: i for i, t in enumerate(stored.tasks)}
+    rows = [index.get(t.name) for t in tasks]
+    if any(i is None or stored.tasks[i] != t for i, t in zip(rows, tasks)):
+        return None
+    return np.asarray(stored.oracle_loss, dtype=np.float64)[rows]
 
 
 def compare(
@@ -139,7 +143,7 @@ def compare(
         names.append(CEILING)
     rows, raw = [], {}
     for split, tasks in sets.items():
-        floor = _stored_floor(split) if all(t.name.startswith(f"{split}/") for t in tasks) else None
+        floor = _stored_floor(split, tasks)
         todo = names + (["miqp"] if floor is None and "miqp" not in names else [])
         for name in todo:
             results = _evaluate(name, (policy_kwargs or {}).get(name, {}), tasks, workers=workers,

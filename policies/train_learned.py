@@ -28,6 +28,7 @@ smoothed torch simulator (:func:`policies.diffsim.sim_loss_autodiff`) with
 from __future__ import annotations
 
 import dataclasses
+import os
 import shlex
 import time
 from pathlib import Path
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
-from policies.models import CHECKPOINT_DIR, DLMNet, NNNet, load_checkpoint, save_checkpoint
+from policies.models import CHECKPOINT_DIR, CheckpointKindError, DLMNet, NNNet, load_checkpoint, save_checkpoint
 from policies.training import (
     STAGES,
     SplitData,
@@ -246,7 +247,8 @@ def train_policy(
         latent_dim, lstm_layers: encoder size (default the paper's 75 and 5).
         seed: torch seed of the initialisation and dropout.
         out_path: checkpoint to write (default ``policies/checkpoints/<name>_paper.pt``); the learning
-            curve goes to ``<stem>_log.csv`` beside it.
+            curve goes to ``<stem>_log.csv`` beside it, written as ``<stem>_log.csv.partial`` and renamed
+            once the checkpoint is saved, so an interrupted run never truncates an existing log.
         sim_grad: gradient of L_sim: ``"fd"`` (central differences through pymunk, the paper's)
             or ``"autodiff"`` (the smoothed torch simulator).
         sim_deterministic: run the L_sim stage with the network in eval mode (no dropout, batch-norm
@@ -260,6 +262,7 @@ def train_policy(
         eval_every: log the executed losses every this many iterations (and at each stage's end).
         init_checkpoint: start from this checkpoint, which must be of a policy whose stages are a
             prefix of ``name``'s (e.g. a ``cvx`` checkpoint for ``dlm``); its stages are skipped.
+            Another kind raises :class:`policies.models.CheckpointKindError` (a CheckpointError and a ValueError).
         threads: ``torch.set_num_threads`` while training (default: leave torch's setting).
 
     Returns:
@@ -291,7 +294,13 @@ def train_policy(
         model, meta = load_checkpoint(init_checkpoint, config)
         done = len(STAGES.get(meta["policy"], ()))
         if _prefix_policy(name, done) != meta["policy"]:
-            raise ValueError(f"{init_checkpoint} is a {meta['policy']!r} checkpoint, not a prefix of {name!r}'s stages")
+            prefixes = [p for p in STAGES if _prefix_policy(name, len(STAGES[p])) == p and p != name]
+            raise CheckpointKindError(
+                f"{init_checkpoint} is a {meta['policy']!r} checkpoint, not a prefix of {name!r}'s stages; "
+                + (f"start {name} from a {' or '.join(prefixes)} checkpoint (e.g. `python examples/train.py "
+                   f"--policy {prefixes[-1]}`), or " if prefixes else "")
+                + "train it from scratch without --init-checkpoint"
+            )
         start_stage = done
         schedule = dataclasses.replace(schedule, **{k: model.hparams[k] for k in ("latent_dim", "lstm_layers")})
     else:
@@ -310,8 +319,12 @@ def train_policy(
         model.set_label_statistics(train.p_vectors.numpy(), train.log_inertia.numpy())
     evals = [train, finetune] + [data(s) for s in eval_splits if str(s) not in (str(train_split), str(finetune_split))]
 
+    # The curve is written to <log>.partial and renamed over the log only once the checkpoint is saved: an
+    # interrupted run (or an error) leaves the previous log and checkpoint as they were, and the partial
+    # curve beside them for a look.
     log_path = out_path.with_name(out_path.stem + "_log.csv")
-    handle, log = open_log(log_path, [e.name for e in evals])
+    partial_log = log_path.with_name(log_path.name + ".partial")
+    handle, log = open_log(partial_log, [e.name for e in evals])
     t0 = time.perf_counter()
     try:
         for stage, split in STAGES[name][start_stage:]:
@@ -361,4 +374,6 @@ def train_policy(
     )
     if sim_deterministic:
         command += " --sim-eval-mode"
-    return save_checkpoint(model, out_path, policy=name, command=command, extra=extra)
+    saved = save_checkpoint(model, out_path, policy=name, command=command, extra=extra)
+    os.replace(partial_log, log_path)
+    return saved

@@ -99,7 +99,7 @@ def test_evaluate_cli_help_and_bad_flags():
     out = run_cli("--policy", "nop", "--generated", "1")
     assert out.returncode == 2 and "Did you mean 'noop'" in out.stderr
     out = run_cli("--generated", "-3")
-    assert out.returncode == 2 and "--generated must be >= 0" in out.stderr
+    assert out.returncode == 2 and "--generated: expected an integer >= 0" in out.stderr
     out = run_cli("--bogus")
     assert out.returncode == 2 and "unrecognized arguments" in out.stderr
 

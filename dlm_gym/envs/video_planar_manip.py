@@ -89,6 +89,8 @@ The env ends its own episodes (``terminated=True`` after step T - 1), so
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -226,9 +228,18 @@ class VideoPlanarManipEnv(gym.Env):
         return self._renderer
 
     def _choose_task(self, options: dict[str, Any]) -> Task:
+        """The task of the next episode from ``reset``'s options (see "Starting state and tasks").
+
+        Options and their types: ``task``, a :class:`~dlm_gym.Task`; ``split``,
+        a split name or ``.npz`` path (``str`` or ``os.PathLike``); ``index``, an
+        integer (Python or NumPy, not bool). Anything else is refused: a float
+        index would otherwise be truncated to another task without a word.
+        """
+        if not isinstance(options, Mapping):
+            raise TypeError(f"reset options must be a dict, got {type(options).__name__}")
         unknown = set(options) - {"task", "split", "index"}
         if unknown:
-            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; use 'task', or 'split' and 'index'")
+            raise ValueError(f"unknown reset option(s) {sorted(map(str, unknown))}; use 'task', or 'split' and 'index'")
         if "task" in options:
             task = options["task"]
             if not isinstance(task, Task):
@@ -240,9 +251,18 @@ class VideoPlanarManipEnv(gym.Env):
         if split is not None:
             from dlm_gym.datasets import load_split
 
-            tasks = load_split(split).tasks
+            if not isinstance(split, (str, os.PathLike)):
+                raise TypeError(
+                    f"options['split'] must be a split name or a .npz path (str), got {type(split).__name__} {split!r}"
+                )
+            tasks = load_split(os.fspath(split), config=self.config).tasks
             if "index" in options:
-                index = int(options["index"])
+                index = options["index"]
+                if isinstance(index, np.ndarray) and index.ndim == 0:
+                    index = index[()]
+                if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+                    raise TypeError(f"options['index'] must be an integer, got {type(index).__name__} {index!r}")
+                index = int(index)
                 if not 0 <= index < len(tasks):
                     raise IndexError(f"split {split!r} has {len(tasks)} tasks; index {index} is out of range")
             else:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import time
 import zipfile
@@ -65,6 +66,7 @@ from dlm_gym.envs.video_planar_manip import VideoPlanarManipEnv
 from dlm_gym.task import sample_task
 from dlm_gym.wrappers import StackVideoChannels
 from policies.base import Policy
+from policies.models import CheckpointError  # the zoo's one checkpoint error, re-exported here
 from policies.registry import register_policy
 
 __all__ = [
@@ -148,8 +150,6 @@ PPO_HYPERPARAMS: dict[str, Any] = {
 """
 
 
-class CheckpointError(RuntimeError):
-    """A PPO checkpoint is missing, corrupt or incompatible; the message names the file and the command that regenerates it."""
 
 
 # ---------------------------------------------------------------- network
@@ -328,10 +328,19 @@ class _LearningCurve(BaseCallback):
         self._start = 0.0
         self._last_val = float("nan")
 
+    @property
+    def partial_path(self) -> Path:
+        """Where the curve is written during training; :meth:`publish` renames it over ``csv_path``."""
+        return self.csv_path.with_name(self.csv_path.name + ".partial")
+
+    def publish(self) -> None:
+        """Rename the finished curve over ``csv_path``: an interrupted run never truncates the previous log."""
+        os.replace(self.partial_path, self.csv_path)
+
     def _on_training_start(self) -> None:
         self._start = time.perf_counter()
         self.csv_path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.csv_path, "w", newline="")
+        self._file = open(self.partial_path, "w", newline="")
         self._writer = csv.writer(self._file)
         self._writer.writerow(self.FIELDS)
         self._bar = tqdm(total=self.total, desc="ppo", unit="step", disable=not self.progress, smoothing=0.1)
@@ -422,6 +431,8 @@ def train_ppo(
             One row per rollout: timesteps, episodes so far, mean/std loss of the training episodes
             of that rollout (stochastic policy), mean/std deterministic loss on ``n_val_tasks``
             held-out generated tasks (every ``eval_every`` rollouts, and first and last), wall seconds.
+            It is written as ``<log>.partial`` and renamed once the checkpoint is saved (itself written
+            to a temporary file and renamed), so an interrupted run never damages a shipped log or zip.
         hyperparams: overrides of :data:`PPO_HYPERPARAMS` (zoo names, e.g. ``{"n_steps": 32}``).
             The network kwargs cannot be overridden: the loader rebuilds the network from them.
         n_val_tasks: validation tasks for the CSV (seeds from 800000; never the zoo's evaluation tasks).
@@ -478,7 +489,13 @@ def train_ppo(
         # Drop Adam's moment estimates (2x the weights): the checkpoint is for
         # acting; training can still resume from it, with fresh moments.
         model.policy.optimizer.state.clear()
-        model.save(out_path, exclude=list(_UNSHIPPED_STATE))
+        tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")  # then a rename: never half a zip
+        try:
+            model.save(tmp, exclude=list(_UNSHIPPED_STATE))
+            os.replace(tmp, out_path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        curve.publish()
         env.close()
     finally:
         if num_threads is not None:
@@ -505,6 +522,48 @@ def _regenerate_hint(path: Path) -> str:
     return f"regenerate it with `python examples/train.py --policy ppo --out {path}`"
 
 
+#: The ``data`` entries SB3 writes as cloudpickled objects (``{":type:": ..., ":serialized:": "<base64>"}``)
+#: and that the loader replaces by known objects, so they must be there and well formed.
+_SERIALIZED_DATA = ("policy_class", "policy_kwargs", "observation_space", "action_space")
+#: Plain ``data`` entries that SB3 reads to set the model up again: name -> (type, smallest value).
+_NUMBER_DATA: dict[str, tuple[type, float]] = {
+    "n_envs": (int, 1),
+    "n_steps": (int, 1),
+    "batch_size": (int, 1),
+    "n_epochs": (int, 1),
+    "gamma": (float, 0.0),
+    "gae_lambda": (float, 0.0),
+}
+
+
+def _check_data(data: Any, path: Path, hint: str) -> None:
+    """Structural checks of an SB3 zip's ``data`` entry (foreign zips carry no project hash to verify).
+
+    SB3 copies every entry onto the model (``model.__dict__.update(data)``),
+    so a malformed one would surface later as an AttributeError or TypeError
+    far from the file; here it is a CheckpointError naming the file and the entry.
+    """
+
+    def bad(problem: str) -> CheckpointError:
+        return CheckpointError(f"PPO checkpoint {path}: {problem}; the file is damaged or not an SB3 PPO zip; {hint}")
+
+    if not isinstance(data, dict):
+        raise bad(f"its 'data' entry must be a JSON object, got a JSON {type(data).__name__}")
+    for key in _SERIALIZED_DATA:
+        item = data.get(key)
+        if not (isinstance(item, dict) and isinstance(item.get(":serialized:"), str)):
+            raise bad(f"data[{key!r}] must be an SB3-serialized object, got {type(item).__name__}")
+    for key, item in data.items():
+        if isinstance(item, dict) and ":serialized:" in item and not isinstance(item[":serialized:"], str):
+            raise bad(f"data[{key!r}] is a serialized object without its serialized string")
+    for key, (kind, low) in _NUMBER_DATA.items():
+        value = data.get(key)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (kind is int and not isinstance(value, int)) or not (math.isfinite(value) and value >= low):
+            want = "an integer" if kind is int else "a finite number"
+            raise bad(f"data[{key!r}] must be {want} >= {low:g}, got {value!r}")
+
+
 def load_ppo_model(path: str | os.PathLike = DEFAULT_CHECKPOINT, config: SceneConfig = DEFAULT_CONFIG) -> PPO:
     """Load an SB3 PPO checkpoint without unpickling (see the module docstring).
 
@@ -519,8 +578,11 @@ def load_ppo_model(path: str | os.PathLike = DEFAULT_CHECKPOINT, config: SceneCo
     try:
         with zipfile.ZipFile(path) as archive:
             data = json.loads(archive.read("data").decode("utf-8"))
-    except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, json.JSONDecodeError, OSError) as exc:
-        raise CheckpointError(f"PPO checkpoint {path} is corrupt or not an SB3 zip ({exc}); {hint}") from None
+    except Exception as exc:  # noqa: BLE001  (zipfile, zlib, a bad CRC, UTF-8 and JSON errors: a damaged file)
+        raise CheckpointError(
+            f"PPO checkpoint {path} is corrupt or not an SB3 zip ({type(exc).__name__}: {exc}); {hint}"
+        ) from None
+    _check_data(data, path, hint)
     known = {
         "policy_class": MultiInputActorCriticPolicy,
         "policy_kwargs": policy_kwargs(),
