@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
+from dlm_gym.atomic import atomic_write
 from dlm_gym.task import Task
 
 __all__ = [
@@ -374,22 +375,10 @@ def load_split(name: str | os.PathLike, data_dir: Path | str = DATA_DIR, *, conf
 
 
 def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an ``.npz`` beside ``path`` under a temporary name, then rename it over ``path``.
-
-    A crash or Ctrl-C mid-write leaves the old file intact (and at worst a
-    ``.<name>.<pid>.tmp`` file, which :func:`available_splits` ignores).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write an ``.npz`` atomically (:func:`dlm_gym.atomic.atomic_write`; its hidden ``.tmp`` file is ignored
+    by :func:`available_splits`)."""
+    with atomic_write(path) as handle:
+        np.savez_compressed(handle, **arrays)
 
 
 def save_split(

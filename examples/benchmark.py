@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from dlm_gym import cli
+from dlm_gym.atomic import atomic_write
 
 
 def bench_env(episodes: int, seed: int) -> dict[str, float]:
@@ -140,15 +141,9 @@ def main(argv=None) -> int:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """Write beside ``path`` and rename over it: an interrupted run never leaves half a JSON file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w") as handle:
+        handle.write(text)
+
 
 
 if __name__ == "__main__":

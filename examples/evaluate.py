@@ -150,10 +150,10 @@ def main(argv=None) -> int:
             "neighbours": [d for split in sets for d in neighbour_differences(rows, split)],
             "tasks": {split: [t.name for t in tasks] for split, tasks in sets.items()},
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=1))
-        tmp.replace(args.json)  # atomic: an interrupted run never leaves half a results file
+        from dlm_gym.atomic import atomic_write
+
+        with atomic_write(args.json, "w") as handle:  # an interrupted run never leaves half a results file
+            json.dump(payload, handle, indent=1)
         print(f"wrote {args.json}")
     if args.gif is not None:
         import imageio.v2 as imageio

@@ -128,9 +128,10 @@ def update(readme: Path, blocks: dict[str, str]) -> None:
         if not pattern.search(text):
             raise SystemExit(f"error: {readme} has no '<!-- BEGIN {name} -->' ... '<!-- END {name} -->' block")
         text = pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
-    tmp = readme.with_name(readme.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(readme)
+    from dlm_gym.atomic import atomic_write
+
+    with atomic_write(readme, "w") as handle:
+        handle.write(text)
 
 
 def main(argv=None) -> int:

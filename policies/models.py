@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from torch import nn
 
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
 from dlm_gym.dynamics import acceleration_operator
+from dlm_gym.atomic import atomic_write
 from dlm_gym.mechanics import NUM_ENV_CONTACTS, vector_dim, vector_layout
 from policies.networks import MLP, VideoEncoder
 from policies.qp import InverseDynamicsQP, QPSolution, reference_points_from_jacobian
@@ -217,18 +217,9 @@ def rebuild_hint(path: Path | str, payload: Any = None) -> str:
 
 
 def _write_atomically(payload: dict, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """``torch.save`` atomically (:func:`dlm_gym.atomic.atomic_write`): a crash never leaves half a checkpoint."""
+    with atomic_write(path) as handle:
+        torch.save(payload, handle)
 
 
 def save_checkpoint(

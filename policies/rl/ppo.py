@@ -61,6 +61,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import dlm_gym  # noqa: F401  (registers VideoPlanarManip-v0)
+from dlm_gym.atomic import atomic_write
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
 from dlm_gym.envs.video_planar_manip import VideoPlanarManipEnv
 from dlm_gym.task import sample_task
@@ -489,12 +490,8 @@ def train_ppo(
         # Drop Adam's moment estimates (2x the weights): the checkpoint is for
         # acting; training can still resume from it, with fresh moments.
         model.policy.optimizer.state.clear()
-        tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")  # then a rename: never half a zip
-        try:
-            model.save(tmp, exclude=list(_UNSHIPPED_STATE))
-            os.replace(tmp, out_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_write(out_path) as handle:  # never half a zip
+            model.save(handle, exclude=list(_UNSHIPPED_STATE))
         curve.publish()
         env.close()
     finally:
