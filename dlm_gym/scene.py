@@ -271,15 +271,21 @@ class Scene:
         moved_max = [0.0] * len(handles)
         forces = self._forces
         ox = oy = 0.0
+        # beyond the circumradius nothing is inside the object (no object: nothing is near)
+        reach2 = self._circumradius2 if obj is not None else -1.0
         for s in range(1, n + 1):
             w = s / n
             if obj is not None:
                 c = _cp.cpBodyGetPosition(obj)
                 ox, oy = c.x, c.y
             for i, (x0, y0, fx0, fy0, dx, dy, dfx, dfy, vax, vay, handle) in enumerate(sweeps):
-                ax, ay, moved = self._servo_target(x0 + w * dx, y0 + w * dy, fx0 + w * dfx, fy0 + w * dfy, ox, oy)
-                if moved > moved_max[i]:
-                    moved_max[i] = moved
+                x, y, fx, fy = x0 + w * dx, y0 + w * dy, fx0 + w * dfx, fy0 + w * dfy
+                if (x - ox) ** 2 + (y - oy) ** 2 < reach2:  # near the object: it may have to be projected
+                    ax, ay, moved = self._servo_target(x, y, fx, fy, ox, oy)
+                    if moved > moved_max[i]:
+                        moved_max[i] = moved
+                else:
+                    ax, ay = self._anchor_of(x, y, fx, fy, rf)
                 p, u = _cp.cpBodyGetPosition(handle), _cp.cpBodyGetVelocity(handle)
                 ux, uy = u.x, u.y
                 fx = to_force * (vax + (ux - vax) * decay + gain * (ax - p.x - ux * h) - ux)
@@ -297,7 +303,7 @@ class Scene:
             for handle in handles:
                 p = _cp.cpBodyGetPosition(handle)
                 px, py = p.x, (p.y if p.y > floor else floor)
-                if obj is not None:
+                if (px - ox) ** 2 + (py - oy) ** 2 < reach2:
                     sx, sy, depth = self._surface_point(px, py, ox, oy)
                     if depth > _SINK_TOLERANCE:  # out along the normal, to where its rim touches
                         px, py = sx + rf * (sx - px) / depth, sy + rf * (sy - py) / depth
@@ -312,7 +318,9 @@ class Scene:
         what exceeds the tolerance (the solver has already stopped its approach)."""
         if obj is None:
             return
-        low = min(_cp.cpShapeGetBB(piece._shape).b for piece in pieces)
+        low = _cp.cpShapeGetBB(pieces[0]._shape).b
+        for piece in pieces[1:]:
+            low = min(low, _cp.cpShapeGetBB(piece._shape).b)
         if low < -_SINK_TOLERANCE:
             p = _cp.cpBodyGetPosition(obj)
             _cp.cpBodySetPosition(obj, (p.x, p.y - low - _SINK_TOLERANCE))
