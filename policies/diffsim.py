@@ -51,10 +51,16 @@ Every physical constant (masses, gravity, frictions, finger radius and servo,
 timing, command box) comes from :class:`~dlm_gym.config.SceneConfig`; only the
 contact regularisation lives in :class:`ContactModel`. The model does not
 match pymunk's hard contacts exactly; :func:`discrepancy` measures by how much
-(``python -m policies.diffsim`` prints the figures: with squeeze-and-carry
-commands on sampled 4-6-facet tasks the median of a rollout's largest
-position error is 2.4 mm, 90th percentile 4.5 mm; left alone, 0.8 mm and
-3.2 mm; outliers are tipping and slipping bifurcations).
+(``python -m policies.diffsim 64 --no-bench`` prints the figures; under
+physics 0.2, with squeeze-and-carry commands on 64 sampled 4-6-facet tasks
+the median of a rollout's largest position error is 0.85 mm, 90th percentile
+4.1 mm; left alone, 0.69 mm and 3.1 mm; 12 facets 0.95 / 4.9 mm; outliers
+are tipping and slipping bifurcations, up to 11 cm on smooth shapes).
+
+Servo, projection and cap (physics 0.2) follow :mod:`dlm_gym.scene` term for
+term: the contact point is moved out of the object against its pose before
+the substep (:func:`_servo_anchors`), the servo force is the damped spring's,
+clipped to the force limit.
 
 Speed (:func:`bench_autodiff`, forward + backward, 2 cores): 18 ms per
 datapoint at batch 16 eager (per-op overhead dominates: 5 ms at batch 64),
