@@ -16,8 +16,11 @@ simulator with **central finite differences**. This module does that over
 
 Speed (the paper needed 40 s per datapoint). :func:`bench_fd` (batch 16 of
 sampled tasks with both fingers in contact throughout, 2 cores, otherwise
-idle machine): 18.6 ms per datapoint (29 ms with ``chain=False``; 15 ms for
-do-nothing commands). How:
+idle machine; ``python -m policies.simgrad``): 144 ms per datapoint under
+physics 0.2 (86 ms with ``chain=True``; 126 ms for do-nothing commands).
+Physics 0.1 took 18.6 ms: its servo ran inside chipmunk, while 0.2's runs in
+Python every substep so that it can project contact points out of the object
+and cap its force. How:
 
 - **Causality.** Keyframe k's command only changes the simulation from
   keyframe ``max(k - 1, 0)`` on. The nominal rollout pickles the scene at
