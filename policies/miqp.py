@@ -19,7 +19,7 @@ from policies.base import OpenLoopPolicy
 from policies.baselines import NoopPolicy
 from policies.registry import register_policy
 
-__all__ = ["MIQPPolicy"]
+__all__ = ["MIQPPolicy", "VisionMIQPPolicy"]
 
 
 @register_policy("miqp")
@@ -47,13 +47,45 @@ class MIQPPolicy(OpenLoopPolicy):
                 "the miqp oracle is privileged: it needs info['task'], which policies.rollout adds from "
                 "env.unwrapped.task; outside the loop pass {**info, 'task': env.unwrapped.task} to reset()"
             )
+        return self.plan_task(task, obs)
+
+    def plan_task(self, task, obs: dict[str, Any]) -> np.ndarray:
+        """The oracle's keyframe commands for ``task``, or the do-nothing plan (with a warning) if it has none."""
         self.last_plan = plan = solve_oracle(task, self.config, time_limit=self.time_limit, **self.oracle_kwargs)
         if plan.ok:
             return plan.commands()
         warnings.warn(
-            f"miqp: no plan for {task!r} (status {plan.status.name}); keeping the fingers clear", stacklevel=2
+            f"{self.name}: no plan for {task!r} (status {plan.status.name}); keeping the fingers clear", stacklevel=3
         )
+        return self._noop_plan(obs)
+
+    def _noop_plan(self, obs: dict[str, Any]) -> np.ndarray:
         from dlm_gym.actions import action_to_command
 
         noop = action_to_command(NoopPolicy(self.config).act(obs), self.config)
         return np.broadcast_to(noop, (self.config.horizon, *noop.shape)).copy()
+
+
+@register_policy("vision_miqp")
+class VisionMIQPPolicy(MIQPPolicy):
+    """The MIQP oracle on the task estimated from the video alone (:mod:`policies.derender`): not privileged.
+
+    The reference every learned policy is judged against: it knows what the
+    video shows and how to plan, and nothing else. ``last_estimate`` is the
+    estimated :class:`~dlm_gym.Task`; if the video cannot be derendered the
+    policy warns and keeps the fingers clear.
+    """
+
+    name = "vision_miqp"
+    privileged = False
+
+    def plan(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
+        from policies.derender import DerenderError, estimate_task
+
+        try:
+            self.last_estimate = estimate_task(obs["video"], self.config)
+        except DerenderError as exc:
+            self.last_estimate = None
+            warnings.warn(f"vision_miqp: {exc}; keeping the fingers clear", stacklevel=2)
+            return self._noop_plan(obs)
+        return self.plan_task(self.last_estimate, obs)
