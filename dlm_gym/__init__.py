@@ -1,6 +1,6 @@
 """dlm-gym: visual non-prehensile planar manipulation (DLM, CoRL 2021) as a Gymnasium benchmark.
 
-Importing the package registers ``VideoPlanarManip-v0``::
+Importing the package registers ``VideoPlanarManip-v0``, also as ``dlm_gym/VideoPlanarManip-v0``::
 
     import gymnasium as gym
     import dlm_gym
@@ -40,10 +40,12 @@ def load_split(name: str, *args, **kwargs):
     return _load_split(name, *args, **kwargs)
 
 
-if "VideoPlanarManip-v0" not in registry:
-    register(
-        id="VideoPlanarManip-v0",
-        entry_point="dlm_gym.envs.video_planar_manip:VideoPlanarManipEnv",
-        # no TimeLimit: the env terminates after its T keyframes itself, and a limit equal to the horizon
-        # would also flag that last step as truncated
-    )
+for _env_id in ("VideoPlanarManip-v0", "dlm_gym/VideoPlanarManip-v0"):  # plain, and namespaced like gym_pusht/PushT-v0
+    if _env_id not in registry:
+        register(
+            id=_env_id,
+            entry_point="dlm_gym.envs.video_planar_manip:VideoPlanarManipEnv",
+            # no TimeLimit: the env terminates after its T keyframes itself, and a limit equal to the horizon
+            # would also flag that last step as truncated
+        )
+del _env_id

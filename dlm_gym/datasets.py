@@ -559,7 +559,7 @@ def generate_split(
     kept: list[dict] = []
     rejected: dict[str, int] = {}
     solve_times: list[float] = []
-    bar = tqdm(total=spec.size, desc=f"{name}", disable=not progress, unit="task")
+    bar = tqdm(total=spec.size, desc=f"{name}", disable=None if progress else True, unit="task")  # None: off unless a terminal
     pool = ProcessPoolExecutor(workers) if workers > 1 else None
     try:
         next_seed = spec.seed

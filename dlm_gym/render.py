@@ -8,16 +8,30 @@ object and (in the current-scene frame) the fingers: never overlays.
 The ``rgb_array`` view is larger and annotated: ghost outlines of the target
 poses, the simulated object, the fingers and their force arrows.
 
-The SDL video driver is set to ``dummy`` before pygame is imported, so
-rendering works on a machine without a display; set ``SDL_VIDEODRIVER``
-yourself beforehand to use a real one (``render_mode="human"``).
+Off-screen drawing needs no display. ``render_mode="human"`` opens a window:
+a real one where a display exists. Before pygame is imported, the SDL video
+driver is set to ``dummy`` (an invisible window, so headless machines work)
+only when ``SDL_VIDEODRIVER`` is unset and no display exists: on Linux and
+other X11 systems, when neither ``DISPLAY`` nor ``WAYLAND_DISPLAY`` is set
+(Windows and macOS always have one). Set ``SDL_VIDEODRIVER`` yourself to
+choose a driver.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
-os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+def _no_display() -> bool:
+    """True where SDL could open no real window: an X11/Wayland system without ``DISPLAY`` or ``WAYLAND_DISPLAY``."""
+    if sys.platform in ("win32", "darwin"):
+        return False
+    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+if "SDL_VIDEODRIVER" not in os.environ and _no_display():
+    os.environ["SDL_VIDEODRIVER"] = "dummy"
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 import numpy as np  # noqa: E402

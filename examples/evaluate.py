@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -24,6 +25,8 @@ import policies
 from dlm_gym.datasets import available_splits
 from policies.report import compare, format_table, neighbour_differences, results_metadata, task_sets
 
+GIF_FRAME_MS = 600
+"""How long each GIF frame (one keyframe) shows, in milliseconds."""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,7 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         nargs="+",
         default=["dlm"],
         help="policies to evaluate, zoo names (see --list), or 'all' for every registered policy (aliases such "
-        "as dlm = dlm_paper played once); noop and the oracle floor are always shown beside them",
+        "as dlm = dlm_paper played once), or your own class as package.module:Class or path/to/file.py:Class "
+        "(any class with reset(obs, info) and act(obs), built without arguments); noop and the oracle floor are "
+        "always shown beside them",
     )
     p.add_argument(
         "--checkpoint-dir", type=cli.existing_dir, default=None, metavar="DIR",
@@ -59,7 +64,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the generated tasks (default: 0)")
     p.add_argument("--json", type=cli.output_file, default=None, metavar="PATH", help="write the results as JSON to PATH")
     p.add_argument(
-        "--gif", type=cli.output_dir, default=None, metavar="DIR", help="write one GIF per task and policy into DIR"
+        "--gif", type=cli.output_dir, default=None, metavar="DIR",
+        help=f"write one GIF per task and policy into DIR: the rgb_array view after reset and after each step, "
+        f"{GIF_FRAME_MS} ms per frame, labelled with the policy and the episode's loss",
     )
     p.add_argument(
         "--plot",
@@ -92,7 +99,12 @@ def main(argv=None) -> int:
     else:
         chosen = list(dict.fromkeys(args.policy))
         for name in chosen:
-            if name not in names:
+            if policies.registry.is_policy_spec(name):  # a user's class: check it imports and builds now
+                try:
+                    policies.registry.load_policy_spec(name)
+                except policies.registry.PolicySpecError as exc:
+                    return cli.fail(exc)
+            elif name not in names:
                 try:
                     policies.make_policy(name)
                 except policies.UnknownPolicyError as exc:
@@ -156,15 +168,43 @@ def main(argv=None) -> int:
             json.dump(payload, handle, indent=1)
         print(f"wrote {args.json}")
     if args.gif is not None:
-        import imageio.v2 as imageio
-
         args.gif.mkdir(parents=True, exist_ok=True)
         for (name, split), results in raw.items():
             for r in results:
-                path = args.gif / f"{name}_{r.task_name.replace('/', '_')}.gif"
-                imageio.mimsave(path, r.frames, duration=0.5, loop=0)
+                write_gif(args.gif / f"{_file_stem(name)}_{_file_stem(r.task_name)}.gif", r.frames,
+                          f"{name}   loss {r.loss:.3g} cm^2")
         print(f"wrote GIFs to {args.gif}/")
     return 0
+
+
+def _file_stem(text: str) -> str:
+    """``text`` as a file name part: a policy spec (``pkg.mod:Class``, ``dir/file.py:Class``) or task name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "policy"
+
+
+def label_frames(frames, text: str) -> list:
+    """Copies of ``frames`` (H, W, 3) uint8 with ``text`` written on white under the view's caption (top left)."""
+    import numpy as np
+    import pygame
+
+    pygame.font.init()
+    font = pygame.font.Font(None, 22)
+    out = []
+    for frame in frames:
+        surface = pygame.surfarray.make_surface(np.ascontiguousarray(np.asarray(frame).transpose(1, 0, 2)))
+        label = font.render(text, True, (0, 0, 0))
+        box = label.get_rect(topleft=(8, 30))  # the env's "keyframe k/T" caption sits at (8, 8)
+        surface.fill((255, 255, 255), box.inflate(6, 4))
+        surface.blit(label, box)
+        out.append(pygame.surfarray.array3d(surface).transpose(1, 0, 2))
+    return out
+
+
+def write_gif(path: Path, frames, label: str) -> None:
+    """A looping GIF of ``frames``, each labelled, shown :data:`GIF_FRAME_MS` ms (Pillow takes milliseconds)."""
+    import imageio.v3 as iio
+
+    iio.imwrite(path, label_frames(frames, label), plugin="pillow", extension=".gif", duration=GIF_FRAME_MS, loop=0)
 
 
 if __name__ == "__main__":

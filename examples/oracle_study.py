@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             for b in args.backends
             if not (b == "scip" and args.scip_tasks is not None and s - args.seed >= args.scip_tasks)
         ]
-        for backend, seed in tqdm(jobs, desc=f"{group} facets", unit="solve"):
+        for backend, seed in tqdm(jobs, desc=f"{group} facets", unit="solve", disable=None):  # off unless a terminal
             task = sample_task(seed, n_facets=(lo, hi))
             limit = args.scip_time_limit if backend == "scip" else args.time_limit
             t0 = time.perf_counter()

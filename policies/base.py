@@ -33,6 +33,9 @@ class Policy(abc.ABC):
     name: str = "policy"
     #: True if the policy reads the ground-truth task: the rollout loop then adds ``info["task"]``
     privileged: bool = False
+    #: the observation type it acts on, the env's ``obs_type``: ``"pixels"`` (video and frame) or ``"state"``
+    #: (poses and polygon); the rollout loop builds the env to match
+    obs_type: str = "pixels"
 
     def __init__(self, config: SceneConfig = DEFAULT_CONFIG) -> None:
         self.config = config

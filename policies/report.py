@@ -9,7 +9,7 @@ import numpy as np
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
 from dlm_gym.datasets import SEED_RANGES, available_splits, load_split
 from dlm_gym.task import Task, sample_task
-from policies.registry import make_policy
+from policies.registry import make_policy_or_spec
 from policies.rollout import EpisodeResult, evaluate, summarize
 from policies.statistics import mean_ci, paired_difference
 
@@ -46,13 +46,13 @@ def _evaluate_chunk(args) -> list[EpisodeResult]:
     import torch
 
     torch.set_num_threads(1)  # one worker per core
-    return evaluate(make_policy(name, **kwargs), tasks, progress=False)
+    return evaluate(make_policy_or_spec(name, **kwargs), tasks, progress=False)
 
 
 def _evaluate(name: str, kwargs: dict, tasks: list[Task], *, workers: int, progress: bool, record: bool, desc: str):
     """One policy on one task list, serially or split into ``workers`` contiguous chunks (same results)."""
     if workers <= 1 or record or len(tasks) < 2 * workers:
-        return evaluate(make_policy(name, **kwargs), tasks, record=record, progress=progress, desc=desc)
+        return evaluate(make_policy_or_spec(name, **kwargs), tasks, record=record, progress=progress, desc=desc)
     import concurrent.futures
     import multiprocessing
 
@@ -125,7 +125,10 @@ def compare(
 ) -> tuple[list[dict], dict[tuple[str, str], list[EpisodeResult]]]:
     """Evaluate each policy on each task set, always beside the oracle floor and the do-nothing ceiling.
 
-    ``policy_kwargs`` maps a name to keyword arguments of :func:`make_policy` (a ``checkpoint``, say).
+    ``policy_names`` are zoo names or user policy specs, ``package.module:Class`` or
+    ``path/to/file.py:Class`` (:func:`policies.registry.load_policy_spec`; its rows carry the spec as
+    their name). ``policy_kwargs`` maps a name to keyword arguments of :func:`make_policy` (a
+    ``checkpoint``, say) or of the spec's class.
 
     The floor of a stored split is its stored oracle losses (the MIQP plan run
     in the env when the split was made; row :data:`FLOOR`); of any other task

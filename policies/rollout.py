@@ -15,11 +15,35 @@ from typing import Iterable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
 from dlm_gym.envs.video_planar_manip import VideoPlanarManipEnv
 from dlm_gym.task import Task
 from policies.base import Policy
 
-__all__ = ["EpisodeResult", "rollout", "evaluate", "summarize"]
+__all__ = ["EpisodeResult", "rollout", "evaluate", "summarize", "policy_config", "policy_obs_type", "policy_name"]
+
+
+# A policy here is any object with reset(obs, info) and act(obs) (duck typing: a user's class need not subclass
+# Policy). What the loop reads beyond those has a default: config, obs_type, name, privileged.
+def policy_config(policy) -> SceneConfig:
+    """The policy's ``config`` (the env it is built for), or :data:`~dlm_gym.config.DEFAULT_CONFIG`."""
+    return getattr(policy, "config", None) or DEFAULT_CONFIG
+
+
+def policy_obs_type(policy) -> str:
+    """The observation type the policy acts on (``obs_type``, default ``"pixels"``)."""
+    return getattr(policy, "obs_type", "pixels")
+
+
+def policy_name(policy) -> str:
+    """The policy's ``name``, or its class name."""
+    return getattr(policy, "name", None) or type(policy).__name__
+
+
+def _make_env(policy, record: bool) -> VideoPlanarManipEnv:
+    return VideoPlanarManipEnv(
+        render_mode="rgb_array" if record else None, obs_type=policy_obs_type(policy), config=policy_config(policy)
+    )
 
 
 @dataclasses.dataclass
@@ -54,9 +78,17 @@ class EpisodeResult:
 def rollout(
     policy: Policy, task: Task, *, env: VideoPlanarManipEnv | None = None, record: bool = False
 ) -> EpisodeResult:
-    """Play one episode of ``policy`` on ``task``."""
-    if env is None or (record and env.render_mode != "rgb_array"):
-        env = VideoPlanarManipEnv(render_mode="rgb_array" if record else None, config=policy.config)
+    """Play one episode of ``policy`` on ``task``.
+
+    ``policy`` is any object with ``reset(obs, info)`` and ``act(obs)``; the env is built (unless a
+    matching ``env`` is given) with its ``obs_type`` and ``config`` (defaults: ``"pixels"``, the default config).
+    """
+    if (
+        env is None
+        or (record and env.render_mode != "rgb_array")
+        or getattr(env, "obs_type", "pixels") != policy_obs_type(policy)
+    ):
+        env = _make_env(policy, record)
     obs, info = env.reset(options={"task": task})
     frames = [env.render()] if record else None
     if getattr(policy, "privileged", False):  # the one way the ground truth reaches a planner
@@ -102,12 +134,16 @@ def evaluate(
     progress: bool = True,
     desc: str | None = None,
 ) -> list[EpisodeResult]:
-    """Run ``policy`` once on every task of a split name or a list of tasks."""
+    """Run ``policy`` once on every task of a split name or a list of tasks.
+
+    ``policy``: as for :func:`rollout`. ``progress`` shows a bar, and only where stderr is a terminal.
+    """
     task_list = _resolve_tasks(tasks)
-    env = VideoPlanarManipEnv(render_mode="rgb_array" if record else None, config=policy.config)
-    label = desc or (tasks if isinstance(tasks, str) else f"{policy.name}")
+    env = _make_env(policy, record)
+    label = desc or (tasks if isinstance(tasks, str) else policy_name(policy))
     results = []
-    for task in tqdm(task_list, desc=label, disable=not progress, leave=False):
+    # disable=None: tqdm turns itself off when stderr is not a terminal (CI logs, files)
+    for task in tqdm(task_list, desc=label, disable=None if progress else True, leave=False):
         results.append(rollout(policy, task, env=env, record=record))
     env.close()
     return results

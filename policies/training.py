@@ -163,7 +163,7 @@ def train_stage(
         optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(iterations, 1)) if cosine else None
     history = []
-    bar = tqdm(range(iterations), desc=stage, disable=not progress, leave=False)
+    bar = tqdm(range(iterations), desc=stage, disable=None if progress else True, leave=False)  # None: off unless a terminal
     start = time.perf_counter()
     for it in bar:
         model.train()

@@ -32,10 +32,28 @@ runs for 0.1 s; the object's pose at the end is the simulated keyframe
 ``r*(k)``. The episode terminates after step T - 1.
 
 ## Observation space
-``Dict``:
+``obs_type="pixels"`` (the default), a ``Dict``:
 - ``video``: ``(T, 50, 50, 3)`` uint8, the target video (object only), constant within an episode.
 - ``frame``: ``(50, 50, 3)`` uint8, the current scene (object and placed fingers), no overlays.
 - ``step``: ``Discrete(T + 1)``, how many steps have been taken.
+
+``obs_type="state"``, a ``Dict`` of the same facts as numbers, for agents that
+should not pay for pixels (nothing is rendered unless ``render_mode`` asks):
+- ``pose``: ``(3,)`` float64, the simulated object pose ``(x, y, theta)`` now (metres,
+  radians; the pose the ``frame`` would show).
+- ``targets``: ``(T, 3)`` float64, the target poses of every keyframe (what the video shows),
+  constant within an episode.
+- ``step``: ``Discrete(T + 1)``, how many steps have been taken (the next keyframe's index).
+- ``polygon``: ``(24, 2)`` float64, the object's vertices in its own (centroid) frame, in order,
+  padded with zeros after the last vertex to :data:`MAX_POLYGON_VERTICES` = 24 (the smooth
+  shapes' count); constant within an episode.
+- ``polygon_mask``: ``MultiBinary(24)`` (int8), 1 for the real vertices, 0 for the padding.
+- ``finger_positions``: ``(N, 2)`` float64, the finger centres (parked at ``(0, -10)`` before
+  step 0), as ``info["finger_positions"]``.
+
+The float boxes are bounded by +-:data:`STATE_BOUND` (1000), loose bounds that no
+episode reaches. A task whose polygon has more than 24 vertices cannot be played
+in ``"state"`` mode (``reset`` raises ``ValueError``).
 
 ## Rewards
 ``-e_k``, the share of keyframe k in the object-trajectory loss (the paper's
@@ -69,8 +87,19 @@ default; see the constructor). ``reset(options={"task": task})`` plays a
 given :class:`~dlm_gym.Task`; ``reset(options={"split": name, "index": i})``
 plays a stored dataset task.
 
+## Rendering
+``render_mode="rgb_array"``: ``render()`` returns the ``(400, 400, 3)`` uint8 view with
+ghost outlines of the target poses, the object, the fingers and their force arrows.
+``render_mode="human"``: the same view in a pygame window, natively (no Gymnasium
+wrapper), redrawn at every ``reset`` and ``step`` (paced at ``metadata["render_fps"]``,
+one frame per keyframe) and by ``render()``, which returns None; ``close()`` closes the
+window. A real window needs a display: :mod:`dlm_gym.render` picks SDL's ``dummy``
+driver (an invisible window) only when ``SDL_VIDEODRIVER`` is unset and neither
+``DISPLAY`` nor ``WAYLAND_DISPLAY`` is (on Linux and other X11 systems).
+
 ## Arguments
-``gym.make("VideoPlanarManip-v0", render_mode=None, n_facets=(4, 6), shape="polygon", split=None, config=None)``.
+``gym.make("VideoPlanarManip-v0", render_mode=None, obs_type="pixels", n_facets=(4, 6), shape="polygon", split=None, config=None)``
+(also registered as ``"dlm_gym/VideoPlanarManip-v0"``).
 With ``split`` set, ``reset`` without a task draws a random task of that stored split.
 The env ends its own episodes (``terminated=True`` after step T - 1), so
 ``gym.make`` adds no TimeLimit and ``truncated`` is always False.
@@ -105,18 +134,45 @@ from dlm_gym.render import Renderer
 from dlm_gym.scene import Scene
 from dlm_gym.task import Task, sample_task
 
-__all__ = ["VideoPlanarManipEnv"]
+__all__ = ["VideoPlanarManipEnv", "OBS_TYPES", "MAX_POLYGON_VERTICES", "STATE_BOUND"]
+
+OBS_TYPES = ("pixels", "state")
+"""The observation types of ``obs_type=`` (see "Observation space")."""
+MAX_POLYGON_VERTICES = 24
+"""Vertex slots of the ``"state"`` observation's ``polygon``: the smooth shapes' count (:func:`dlm_gym.shapes.smooth_polygon`)."""
+STATE_BOUND = 1000.0
+"""The ``"state"`` observation's float boxes span ``[-STATE_BOUND, STATE_BOUND]``: loose finite bounds (metres,
+radians) that no episode reaches (80 N on 1 kg for 0.4 s moves it a few metres), so checkers do not warn."""
 
 
 class VideoPlanarManipEnv(gym.Env):
-    """Gymnasium environment for visual non-prehensile planar manipulation (see module docstring)."""
+    """Gymnasium environment for visual non-prehensile planar manipulation (the module docstring has it all).
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}  # one frame per keyframe, 0.1 s apart
+    Args:
+        render_mode: None, ``"rgb_array"`` (``render()`` returns the annotated 400 x 400 view) or
+            ``"human"`` (the same view in a pygame window, redrawn at each reset and step).
+        obs_type: ``"pixels"`` (default) or ``"state"``; the observation ``Dict`` holds
+
+            - ``"pixels"``: ``video`` ``(T, 50, 50, 3)`` uint8, the target video; ``frame``
+              ``(50, 50, 3)`` uint8, the current scene; ``step`` (``Discrete(T + 1)``), the steps taken.
+            - ``"state"``: ``pose`` ``(3,)`` float64, the simulated object pose ``(x, y, theta)`` now;
+              ``targets`` ``(T, 3)`` float64, the target pose of every keyframe; ``step`` as above
+              (the next keyframe's index); ``polygon`` ``(24, 2)`` float64, the object-frame vertices
+              zero-padded to :data:`MAX_POLYGON_VERTICES`; ``polygon_mask`` ``MultiBinary(24)`` int8, 1
+              for the real vertices; ``finger_positions`` ``(N, 2)`` float64, the finger centres.
+              Float boxes span +-:data:`STATE_BOUND`. Nothing is rendered for observations.
+        n_facets, shape: the random tasks' generator (:func:`dlm_gym.sample_task`).
+        split: draw ``reset``'s tasks from this stored split.
+        config: the scene's constants (:class:`~dlm_gym.SceneConfig`).
+    """
+
+    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 10}  # one frame per keyframe, 0.1 s apart
 
     def __init__(
         self,
         render_mode: str | None = None,
         *,
+        obs_type: str = "pixels",
         n_facets: int | tuple[int, int] = (4, 6),
         shape: str = "polygon",
         split: str | None = None,
@@ -124,25 +180,42 @@ class VideoPlanarManipEnv(gym.Env):
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r} "
-                "(use gym.make(..., render_mode='human') for a window)"
+                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
             )
+        if obs_type not in OBS_TYPES:
+            raise ValueError(f"obs_type must be one of {list(OBS_TYPES)}, got {obs_type!r}")
         self.config = cfg = config or DEFAULT_CONFIG
         self.render_mode = render_mode
+        self.obs_type = obs_type
         self.n_facets = n_facets
         self.shape = shape
         self.split = split
         T, S = cfg.horizon, cfg.frame_size
-        self.observation_space = spaces.Dict(
-            {
-                "video": spaces.Box(0, 255, (T, S, S, 3), np.uint8),
-                "frame": spaces.Box(0, 255, (S, S, 3), np.uint8),
-                "step": spaces.Discrete(T + 1),
-            }
-        )
+        if obs_type == "pixels":
+            self.observation_space = spaces.Dict(
+                {
+                    "video": spaces.Box(0, 255, (T, S, S, 3), np.uint8),
+                    "frame": spaces.Box(0, 255, (S, S, 3), np.uint8),
+                    "step": spaces.Discrete(T + 1),
+                }
+            )
+        else:
+            V, bound = MAX_POLYGON_VERTICES, STATE_BOUND
+            self.observation_space = spaces.Dict(
+                {
+                    "pose": spaces.Box(-bound, bound, (3,), np.float64),
+                    "targets": spaces.Box(-bound, bound, (T, 3), np.float64),
+                    "step": spaces.Discrete(T + 1),
+                    "polygon": spaces.Box(-bound, bound, (V, 2), np.float64),
+                    "polygon_mask": spaces.MultiBinary(V),
+                    "finger_positions": spaces.Box(-bound, bound, (cfg.num_fingers, 2), np.float64),
+                }
+            )
         self.action_space = spaces.Box(-1.0, 1.0, (cfg.num_fingers, 4), np.float32)
         self._scene = Scene(cfg)
         self._renderer: Renderer | None = None
+        self._window = None  # the pygame display surface of render_mode="human"
+        self._clock = None
         self.task: Task | None = None
         self._video: np.ndarray | None = None
         self._step = 0
@@ -153,14 +226,24 @@ class VideoPlanarManipEnv(gym.Env):
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        self.task = self._choose_task(options or {})
+        task = self._choose_task(options or {})
+        if self.obs_type == "state" and len(task.polygon) > MAX_POLYGON_VERTICES:
+            raise ValueError(
+                f"the task's polygon has {len(task.polygon)} vertices; obs_type='state' holds at most "
+                f"{MAX_POLYGON_VERTICES} (use obs_type='pixels')"
+            )
+        self.task = task
         self._scene.reset(self.task.polygon, self.task.trajectory[0])
-        self._video = self._get_renderer().video(self.task.polygon, self.task.trajectory)
+        if self.obs_type == "pixels":
+            self._video = self._get_renderer().video(self.task.polygon, self.task.trajectory)
         self._step = 0
         self._commands = []
         self._poses = [self._scene.object_pose]
         self._loss = 0.0
-        return self._observation(), self._info(0, 0.0, terminated=False)
+        observation, info = self._observation(), self._info(0, 0.0, terminated=False)
+        if self.render_mode == "human":
+            self._render_window()
+        return observation, info
 
     def step(self, action):
         if self.task is None:
@@ -181,7 +264,10 @@ class VideoPlanarManipEnv(gym.Env):
         terminated = self._step == self.config.horizon
         if terminated:  # the same number as object_trajectory_loss(), not a running sum's round-off
             self._loss = float(object_trajectory_loss(np.stack(self._poses), self.task.trajectory))
-        return self._observation(), -error, terminated, False, self._info(k, error, terminated)
+        observation, info = self._observation(), self._info(k, error, terminated)
+        if self.render_mode == "human":
+            self._render_window()
+        return observation, -error, terminated, False, info
 
     def _info(self, k: int, error: float, terminated: bool) -> dict[str, Any]:
         scene = self._scene
@@ -198,8 +284,16 @@ class VideoPlanarManipEnv(gym.Env):
         }
 
     def render(self):
+        """The ``rgb_array`` view; in ``human`` mode, redraw the window and return None."""
+        if self.render_mode == "human":
+            if self.task is not None:
+                self._render_window(tick=False)
+            return None
         if self.render_mode != "rgb_array" or self.task is None:
             return None
+        return self._view()
+
+    def _view(self) -> np.ndarray:
         k = min(self._step, self.config.horizon) - 1
         forces = self._scene.finger_forces if self._scene.fingers_placed else None
         caption = f"keyframe {max(k, 0)}/{self.config.horizon - 1}"
@@ -213,7 +307,28 @@ class VideoPlanarManipEnv(gym.Env):
             caption=caption,
         )
 
+    def _render_window(self, *, tick: bool = True) -> None:
+        """Show the view in the ``human`` window (opened on first use), paced at ``render_fps``."""
+        import pygame
+
+        view = self._view()
+        if self._window is None:
+            pygame.display.init()
+            self._window = pygame.display.set_mode(view.shape[1::-1])
+            pygame.display.set_caption("VideoPlanarManip-v0")
+            self._clock = pygame.time.Clock()
+        pygame.event.pump()  # keep the window responsive to the window manager
+        pygame.surfarray.blit_array(self._window, view.transpose(1, 0, 2))
+        pygame.display.flip()
+        if tick:
+            self._clock.tick(self.metadata["render_fps"])
+
     def close(self) -> None:
+        if self._window is not None:
+            import pygame
+
+            pygame.display.quit()
+            self._window = self._clock = None
         self._renderer = None
 
     # -------------------------------------------------------------- helpers
@@ -276,6 +391,20 @@ class VideoPlanarManipEnv(gym.Env):
 
     def _observation(self) -> dict[str, Any]:
         scene = self._scene
+        if self.obs_type == "state":
+            polygon = np.zeros((MAX_POLYGON_VERTICES, 2))
+            n = len(self.task.polygon)
+            polygon[:n] = self.task.polygon
+            mask = np.zeros(MAX_POLYGON_VERTICES, np.int8)
+            mask[:n] = 1
+            return {
+                "pose": np.asarray(scene.object_pose, dtype=np.float64).copy(),
+                "targets": np.array(self.task.trajectory, dtype=np.float64),
+                "step": self._step,
+                "polygon": polygon,
+                "polygon_mask": mask,
+                "finger_positions": np.array(scene.finger_positions, dtype=np.float64),
+            }
         fingers = scene.finger_positions if scene.fingers_placed else None
         frame = self._get_renderer().frame(self.task.polygon, scene.object_pose, fingers)
         return {"video": self._video.copy(), "frame": frame, "step": self._step}
@@ -283,4 +412,5 @@ class VideoPlanarManipEnv(gym.Env):
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_renderer"] = None  # pygame surfaces do not pickle; a new one is made on demand
+        state["_window"] = state["_clock"] = None  # a copy opens its own window when it renders
         return state

@@ -344,7 +344,8 @@ class _LearningCurve(BaseCallback):
         self._file = open(self.partial_path, "w", newline="")
         self._writer = csv.writer(self._file)
         self._writer.writerow(self.FIELDS)
-        self._bar = tqdm(total=self.total, desc="ppo", unit="step", disable=not self.progress, smoothing=0.1)
+        self._bar = tqdm(total=self.total, desc="ppo", unit="step", disable=None if self.progress else True,
+                         smoothing=0.1)  # None: off unless a terminal
         self._validate(force=True)
 
     def _on_step(self) -> bool:
