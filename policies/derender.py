@@ -21,8 +21,9 @@ known amount. From the coverage maps:
   is not needed: a task is the same motion whichever body frame describes it.
 
 Accuracy on validation tasks of our own seeds (100 of 4-6 facets, 60 of 12;
-median over tasks of the largest error over keyframes): positions 3.0-3.3 mm,
-rotations 0.5 degrees, outline 1.8 mm.
+median over tasks of the largest error over keyframes;
+``python examples/derender_study.py``): positions 3.1-3.3 mm, rotations 0.5
+degrees, outline 1.8 mm.
 
 A keyframe whose estimated lowest vertex is within :data:`GROUND_SNAP` of the
 ground is put on it, as the task generator puts resting keyframes.

@@ -45,3 +45,16 @@ def test_vision_miqp_plans_from_the_video_alone():
     result = policies.rollout(policy, task)  # the loop hands it no task
     assert policy.last_estimate is not None and policy.last_plan.ok
     assert result.loss < 5.0  # 0.34; the oracle on the true task scores 0.52 here, doing nothing 64
+
+
+def test_the_study_script_prints_the_accuracy(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "derender_study.py"
+    spec = importlib.util.spec_from_file_location("derender_study", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--split", "train", "--tasks", "2", "--no-loss"]) == 0
+    out = capsys.readouterr().out
+    assert "2 tasks, 0 not derendered" in out and "rotation" in out and "mm" in out
