@@ -9,6 +9,8 @@ Examples:
     python examples/evaluate.py --policy noop
     python examples/evaluate.py --policy all --workers 2 --json results/all.json
     python examples/evaluate.py --policy random --generated 20 --gif gifs/
+    python examples/evaluate.py --policy dlm_paper nn_paper --split family --compare fig7.png
+    python examples/evaluate.py --policy dlm_paper cvx_paper mdr_paper nn_paper nnm_paper --plot fig6.png
 """
 
 from __future__ import annotations
@@ -75,8 +77,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         const=Path("learning_curves.png"),
         default=None,
         metavar="PNG",
-        help="draw the learning curves (like the paper's Fig. 6) of the chosen policies' training logs "
-        "(policies/checkpoints/<name>_log.csv) into PNG (default: learning_curves.png) and exit",
+        help="draw the learning curves like the paper's Fig. 6 from the chosen policies' training logs "
+        "(policies/checkpoints/<name>_log.csv): the executed loss against the iteration on train (solid) and the "
+        "held-out split (dashed), one panel per kind of stage with shared axes, with the splits' oracle floor and "
+        "noop levels; into PNG (default: learning_curves.png) and exit",
+    )
+    p.add_argument(
+        "--compare", type=cli.output_file, default=None, metavar="PNG",
+        help="draw a grid like the paper's Fig. 7 into PNG: one row per evaluated policy (and noop), one column "
+        "per keyframe, each cell the simulated object with the target poses as ghosts and the fingers, for the "
+        "task --compare-task of the first evaluated task set; rows are labelled with the policy and its loss",
+    )
+    p.add_argument(
+        "--compare-task", type=cli.non_negative_int, default=0, metavar="INDEX",
+        help="the task of --compare: its index in the first evaluated split (or the generated tasks; default: 0)",
     )
     p.add_argument(
         "--workers", type=cli.positive_int, default=1, metavar="N",
@@ -147,6 +161,12 @@ def main(argv=None) -> int:
         print("error: nothing to evaluate on; pass --generated N or generate the splits", file=sys.stderr)
         return 2
 
+    first_split, first_tasks = next(iter(sets.items()))
+    if args.compare is not None and args.compare_task >= len(first_tasks):
+        print(f"error: --compare-task {args.compare_task} is out of range: {first_split} has {len(first_tasks)} tasks "
+              f"(0 to {len(first_tasks) - 1})", file=sys.stderr)
+        return 2
+
     try:
         rows, raw = compare(chosen, sets, progress=not args.no_progress, record=args.gif is not None,
                             workers=args.workers, policy_kwargs=kwargs)
@@ -174,6 +194,22 @@ def main(argv=None) -> int:
                 write_gif(args.gif / f"{_file_stem(name)}_{_file_stem(r.task_name)}.gif", r.frames,
                           f"{name}   loss {r.loss:.3g} cm^2")
         print(f"wrote GIFs to {args.gif}/")
+    if args.compare is not None:
+        from policies.registry import make_policy_or_spec
+        from policies.report import CEILING, compare_grid
+
+        task = first_tasks[args.compare_task]
+        episodes = {}
+        try:
+            for name in dict.fromkeys([*chosen, CEILING]):  # the rows of the table, noop last
+                policy = make_policy_or_spec(name, **kwargs.get(name, {}))
+                episodes[name] = policies.rollout(policy, task, record=True)
+        except (policies.CheckpointError, *cli.USER_ERRORS) as exc:
+            return cli.fail(exc)
+        out = compare_grid(episodes, args.compare,
+                           title=f"{first_split} task {args.compare_task} ({task.name}): simulated object, "
+                           "target poses as ghosts (the keyframe's own bold), fingers")
+        print(f"wrote {out}")
     return 0
 
 

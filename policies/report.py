@@ -225,66 +225,221 @@ def format_table(rows: list[dict], *, markdown: bool = False) -> str:
     return "\n\n".join(blocks)
 
 
-def plot_learning_curves(logs: Sequence, out_path):
-    """Draw training curves like the paper's Fig. 6 from learning-curve CSV logs; returns the PNG path.
+#: Stages of the staged logs drawn in one panel of :func:`plot_learning_curves`: the supervised losses
+#: share a panel (their iterations are alike), the simulation loss gets its own.
+SUPERVISED_STAGES = ("L_P", "L_QP", "L_NN")
+HELD_OUT_LABELS = {"finetune": "finetune (held out from L_P/L_QP/L_NN)"}
+"""Legend labels of the held-out curves of the staged logs (``executed_<split>``); other splits keep their name."""
 
-    Two log formats are read: staged logs of :mod:`policies.training`
-    (``stage, iteration, loss, executed_<split>...``; stages are laid end to
-    end with their boundaries marked) and the PPO log (``timesteps,
-    train_loss_mean, val_loss_mean``). Object-trajectory losses share a log
-    scale so that the do-nothing level and the oracle's are comparable.
-    """
-    import csv
-    from pathlib import Path
 
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def reference_levels(splits: Sequence[str], *, progress: bool = False) -> dict[str, dict[str, float]]:
+    """Per stored split: the mean stored oracle loss (``"oracle"``) and the mean ``noop`` loss (``"noop"``).
+
+    The horizontal lines of :func:`plot_learning_curves`: the floor any policy can reach and the
+    do-nothing level. Splits that are not stored are left out.
+    """
+    from policies.registry import make_policy
+
+    levels = {}
+    for name in splits:
+        try:
+            stored = load_split(name)
+        except Exception:  # noqa: BLE001  (not a stored split: no stored floor)
+            continue
+        noop = evaluate(make_policy(CEILING), name, progress=progress)
+        levels[name] = {"oracle": float(np.mean(stored.oracle_loss)), "noop": float(np.mean([r.loss for r in noop]))}
+    return levels
+
+
+def _read_log(path) -> list[dict]:
+    import csv
+
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise ValueError(f"{path} is empty")
+    return rows
+
+
+def _points(rows: list[dict], x_key: str, key: str) -> tuple[list[float], list[float]]:
+    pts = [(float(r[x_key]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+    return ([p[0] for p in pts], [p[1] for p in pts]) if pts else ([], [])
+
+
+def plot_learning_curves(logs: Sequence, out_path, *, references: dict[str, dict[str, float]] | None = None):
+    """Draw the paper's Fig. 6 from learning-curve CSV logs; returns the PNG path.
+
+    Staged logs of :mod:`policies.training` (``stage, iteration, loss, seconds,
+    executed_<split>...``): the object-trajectory loss of the model executed in
+    the simulator against the iteration, one panel per kind of stage with
+    shared axes (the supervised stages :data:`SUPERVISED_STAGES` in one, ``L_sim``
+    in another), one colour per policy, ``train`` solid and the held-out split
+    dashed. Horizontal lines mark each split's oracle floor (mean stored oracle
+    loss, black) and the do-nothing level (mean ``noop`` loss, grey), in the
+    split's line style. ``references`` maps a split to ``{"oracle": .., "noop": ..}``;
+    by default :func:`reference_levels` computes them for the logged splits
+    (pass ``{}`` for none).
+
+    The PPO log (``timesteps, train_loss_mean, val_loss_mean, ...``) gets its own
+    panel against environment steps (its held-out tasks are generated ones, so no
+    split's lines apply). The loss axes are logarithmic.
+    """
+    from pathlib import Path
+
+    from matplotlib.lines import Line2D
+
+    plt = _pyplot()
     logs = [Path(p) for p in logs]
     if not logs:
         raise ValueError("no learning-curve logs to plot; train a policy first (python examples/train.py)")
-    cols = min(3, len(logs))
-    rows_n = -(-len(logs) // cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(5 * cols, 3.6 * rows_n), squeeze=False)
-    for ax in axes.flat[len(logs):]:
-        ax.set_visible(False)
-    for ax, path in zip(axes.flat, logs):
-        with path.open() as handle:
-            rows = list(csv.DictReader(handle))
-        if not rows:
-            raise ValueError(f"{path} is empty")
-
-        def series(key, x_key):
-            pts = [(float(r[x_key]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
-            return zip(*pts) if pts else ((), ())
-
+    staged, ppo = [], []
+    for path in logs:
+        rows = _read_log(path)
         if "timesteps" in rows[0]:
-            for key, label in (("train_loss_mean", "training episodes"), ("val_loss_mean", "held-out tasks")):
-                ax.plot(*series(key, "timesteps"), label=label)
-            ax.set_xlabel("environment steps")
-            ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
+            ppo.append((path, rows))
+        elif {"stage", "iteration"} <= set(rows[0]):
+            staged.append((path, rows))
         else:
-            # lay the stages end to end: each starts where the previous one ended
-            stages = list(dict.fromkeys(r["stage"] for r in rows))
-            length = {st: 1 + max(int(r["iteration"]) for r in rows if r["stage"] == st) for st in stages}
-            start = dict(zip(stages, np.cumsum([0] + [length[st] for st in stages[:-1]])))
-            for r in rows:
-                r["_x"] = start[r["stage"]] + int(r["iteration"])
-            for st in stages[1:]:
-                ax.axvline(start[st], color="grey", lw=0.5)
-            for key in rows[0]:
-                if key.startswith("executed_"):
-                    ax.plot(*series(key, "_x"), label=key.removeprefix("executed_"))
-            ax.set_xlabel("iteration (" + " -> ".join(stages) + ")")
-        ax.set_yscale("log")
-        ax.set_ylabel("object-trajectory loss (cm$^2$)")
+            raise ValueError(f"{path} is not a learning-curve log: columns {sorted(rows[0])}")
+
+    # panels: supervised stages, then every other stage in order of appearance, then PPO
+    groups: dict[str, list[tuple[str, list[dict]]]] = {}
+    for path, rows in staged:
+        for stage in dict.fromkeys(r["stage"] for r in rows):
+            group = "supervised" if stage in SUPERVISED_STAGES else stage
+            groups.setdefault(group, []).append((path, [r for r in rows if r["stage"] == stage]))
+    order = sorted(groups, key=lambda g: g != "supervised")
+    splits = list(dict.fromkeys(k.removeprefix("executed_") for _, rows in staged for k in rows[0]
+                                if k.startswith("executed_")))
+    if references is None:
+        references = reference_levels(splits) if splits else {}
+    styles = {split: ("-" if split == "train" else "--") for split in splits}
+    names = list(dict.fromkeys(p.stem.removesuffix("_log") for p, _ in staged))
+    colours = {n: plt.cm.tab10(i % 10) for i, n in enumerate(names)}
+
+    n_panels = len(order) + len(ppo)
+    fig, axes = plt.subplots(1, n_panels, figsize=(max(5.6 * n_panels, 8.0), 4.8), squeeze=False)
+    axes = list(axes[0])
+    stage_axes = axes[: len(order)]
+    for ax in stage_axes[1:]:
+        ax.sharey(stage_axes[0])  # one loss axis for every stage panel: levels compare across panels
+    for ax, group in zip(stage_axes, order):
+        stages = list(dict.fromkeys(r["stage"] for _, rows in groups[group] for r in rows))
+        stages.sort(key=lambda st: SUPERVISED_STAGES.index(st) if st in SUPERVISED_STAGES else len(SUPERVISED_STAGES))
+        for path, rows in groups[group]:
+            name = path.stem.removesuffix("_log")
+            for split in splits:
+                xs, ys = _points(rows, "iteration", f"executed_{split}")
+                if xs:
+                    ax.plot(xs, ys, styles[split], color=colours[name], lw=1.4, marker="." if len(xs) < 10 else None)
+        for split in splits:
+            level = references.get(split)
+            if level:
+                ax.axhline(level["oracle"], color="black", ls=styles[split], lw=1)
+                ax.axhline(level["noop"], color="grey", ls=styles[split], lw=1)
+        ax.set_xlabel("iteration")
+        ax.set_title(("supervised stages: " if group == "supervised" else "stage ") + ", ".join(stages))
+    if staged:  # one legend under the panels, clear of the curves
+        handles = [Line2D([], [], color=colours[n], lw=2, label=n) for n in names]
+        handles += [Line2D([], [], color="dimgrey", ls=styles[s], label=HELD_OUT_LABELS.get(s, s)) for s in splits]
+        if any(references.get(s) for s in splits):
+            handles += [Line2D([], [], color="black", lw=1, label="oracle floor (mean stored oracle loss)"),
+                        Line2D([], [], color="grey", lw=1, label="noop (mean loss of doing nothing)")]
+        fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), fontsize=8, frameon=False)
+    for ax, (path, rows) in zip(axes[len(order):], ppo):
+        for key, label in (("train_loss_mean", "training episodes"), ("val_loss_mean", "held-out tasks")):
+            ax.plot(*_points(rows, "timesteps", key), label=label)
+        ax.set_xlabel("environment steps")
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
         ax.set_title(path.stem.removesuffix("_log"))
         ax.legend(fontsize=8)
-    fig.tight_layout()
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.set_ylabel("executed object-trajectory loss (cm$^2$)")
+        ax.grid(True, which="major", alpha=0.3)
+    legend_rows = -(-(len(names) + len(splits) + 2) // 4) if staged else 0
+    fig.tight_layout(rect=(0, min(0.4, 0.06 * legend_rows), 1, 1))
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+#: Layout of :func:`compare_grid` in pixels (at :data:`GRID_DPI`): square cells, a column of row
+#: labels on the left and a row of keyframe headers on top. The image is
+#: ``GRID_HEADER_PX + rows * GRID_CELL_PX`` high and ``GRID_LABEL_PX + columns * GRID_CELL_PX`` wide.
+GRID_CELL_PX = 200
+GRID_LABEL_PX = 160
+GRID_HEADER_PX = 40
+GRID_DPI = 100
+
+
+def compare_grid(results_by_policy, out_path, *, title: str | None = None):
+    """Draw a grid like the paper's Fig. 7 from recorded episodes of one task; returns the PNG path.
+
+    Rows are policies (in the mapping's order), columns the T keyframes. Each
+    cell is the env's annotated ``rgb_array`` view after that keyframe's step
+    (the object's simulated pose, every target pose as a ghost with the
+    keyframe's own drawn bold, and the fingers). Row labels give the policy and
+    the episode's loss.
+
+    Args:
+        results_by_policy: policy name -> :class:`EpisodeResult` recorded with
+            ``record=True`` (``policies.rollout(policy, task, record=True)``), all on the same task.
+        out_path: the PNG to write (parent folders are made).
+        title: a line above the grid; default names the task.
+    """
+    from pathlib import Path
+
+    results = dict(results_by_policy)
+    if not results:
+        raise ValueError("compare_grid needs at least one policy's episode")
+    for name, r in results.items():
+        if not r.frames:
+            raise ValueError(f"the episode of {name} has no frames; roll it out with record=True")
+    tasks = {r.task_name for r in results.values()}
+    if len(tasks) > 1:
+        raise ValueError(f"compare_grid compares policies on one task, got episodes of {sorted(tasks)}")
+    counts = {len(r.frames) for r in results.values()}
+    if len(counts) > 1:
+        raise ValueError(f"the episodes have different numbers of frames: {sorted(counts)}")
+    cols = counts.pop() - 1  # frame 0 is the scene after reset; frame k + 1 the scene at keyframe k
+    if cols < 1:
+        raise ValueError("the episodes have no step frames (only the frame after reset)")
+    plt = _pyplot()
+    rows = len(results)
+    width = GRID_LABEL_PX + cols * GRID_CELL_PX
+    height = GRID_HEADER_PX + rows * GRID_CELL_PX
+    fig = plt.figure(figsize=(width / GRID_DPI, height / GRID_DPI), dpi=GRID_DPI)
+    fig.text(2 / width, 1 - 4 / height, title if title is not None else f"task {tasks.pop()}",
+             ha="left", va="top", fontsize=9, fontweight="bold")
+    for c in range(cols):
+        x = (GRID_LABEL_PX + (c + 0.5) * GRID_CELL_PX) / width
+        fig.text(x, 1 - (GRID_HEADER_PX - 4) / height, f"keyframe {c}", ha="center", va="bottom", fontsize=10)
+    for r, (name, result) in enumerate(results.items()):
+        bottom = 1 - (GRID_HEADER_PX + (r + 1) * GRID_CELL_PX) / height
+        fig.text(6 / width, bottom + 0.5 * GRID_CELL_PX / height, f"{name}\nloss {result.loss:.3g} cm$^2$",
+                 ha="left", va="center", fontsize=10)
+        for c, frame in enumerate(result.frames[1:]):
+            ax = fig.add_axes([(GRID_LABEL_PX + c * GRID_CELL_PX) / width, bottom,
+                               GRID_CELL_PX / width, GRID_CELL_PX / height])
+            ax.imshow(np.asarray(frame), interpolation="antialiased")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_color("lightgrey")
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=GRID_DPI)
     plt.close(fig)
     return out

@@ -187,3 +187,123 @@ def test_train_cli_help_and_list():
         assert flag in out.stdout
     listed = subprocess.run([sys.executable, str(script), "--list"], capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0 and "ppo" in listed.stdout.split()
+
+
+# ---------------------------------------------------------------- users' own PPO checkpoints
+def _user_ppo(policy_kwargs=None, **kwargs):
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    env = make_vec_env("VideoPlanarManip-v0", n_envs=2, seed=0, wrapper_class=dlm_gym.wrappers.StackVideoChannels)
+    return PPO("MultiInputPolicy", env, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu",
+               policy_kwargs=policy_kwargs, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def default_user_checkpoint(tmp_path_factory):
+    """A PPO trained a few hundred steps with SB3's defaults (MultiInputPolicy: CombinedExtractor/NatureCNN)."""
+    model = _user_ppo()
+    model.learn(256)
+    path = tmp_path_factory.mktemp("user_ppo") / "default.zip"
+    model.save(path)
+    return model, path
+
+
+def _same_actions(model, policy, seeds=(1, 2)):
+    env = dlm_gym.envs.VideoPlanarManipEnv()
+    wrapper = dlm_gym.wrappers.StackVideoChannels(env)
+    for seed in seeds:
+        obs, info = env.reset(seed=seed)
+        policy.reset(obs, info)
+        expected, _ = model.predict(wrapper.observation(obs), deterministic=True)
+        assert np.allclose(policy.act(obs), np.asarray(expected).reshape(2, 4), atol=1e-6)
+
+
+def test_user_ppo_with_sb3_defaults_loads_and_acts_like_the_original(default_user_checkpoint):
+    model, path = default_user_checkpoint
+    policy = policies.make_policy("ppo", checkpoint=path)
+    extractor = policy.model.policy.features_extractor
+    assert type(extractor).__name__ == "CombinedExtractor"
+    assert policy.model.policy.net_arch == {"pi": [64, 64], "vf": [64, 64]}
+    _same_actions(model, policy)
+    assert np.isfinite(policies.rollout(policy, dlm_gym.sample_task(7)).loss)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"net_arch": {"pi": [32], "vf": [16, 16]}, "activation_fn": "ReLU", "share_features_extractor": False,
+     "features_extractor_kwargs": {"cnn_output_dim": 48}},
+    {"features_extractor_class": ppo_module.VideoCNN,
+     "features_extractor_kwargs": {"features_dim": 40, "channels": (8, 16, 16)}, "net_arch": {"pi": [24], "vf": []}},
+], ids=["combined_other_sizes", "videocnn_other_sizes"])
+def test_user_ppo_network_sizes_are_inferred_from_the_weights(tmp_path, kwargs):
+    import torch
+
+    if isinstance(kwargs.get("activation_fn"), str):
+        kwargs = {**kwargs, "activation_fn": getattr(torch.nn, kwargs["activation_fn"])}
+    model = _user_ppo(kwargs)
+    model.save(tmp_path / "user.zip")
+    policy = PPOPolicy(checkpoint=tmp_path / "user.zip")
+    loaded = policy.model.policy
+    assert loaded.net_arch == model.policy.net_arch
+    assert loaded.share_features_extractor == model.policy.share_features_extractor
+    assert loaded.activation_fn is model.policy.activation_fn
+    _same_actions(model, policy)
+
+
+class _UserExtractor(__import__("stable_baselines3").common.torch_layers.BaseFeaturesExtractor):
+    def __init__(self, observation_space):
+        import torch
+
+        super().__init__(observation_space, 6)
+        self.linear = torch.nn.Linear(6, 6)
+
+    def forward(self, obs):
+        return self.linear(obs["step"].float())
+
+
+@pytest.mark.parametrize("case", ["custom_extractor", "gsde"])
+def test_other_user_networks_get_a_clear_checkpoint_error(tmp_path, case):
+    kwargs = {"features_extractor_class": _UserExtractor} if case == "custom_extractor" else None
+    model = _user_ppo(kwargs, use_sde=(case == "gsde"))
+    model.save(tmp_path / f"{case}.zip")
+    with pytest.raises(policies.CheckpointError, match=rf"{case}\.zip is not supported: .*MultiInputPolicy"):
+        policies.make_policy("ppo", checkpoint=tmp_path / f"{case}.zip")
+
+
+def _rewrite_data(src, dst, edit):
+    import json
+
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst, "w") as b:
+        for item in a.infolist():
+            blob = a.read(item.filename)
+            if item.filename == "data":
+                data = json.loads(blob)
+                edit(data)
+                blob = json.dumps(data).encode()
+            b.writestr(item, blob)
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_the_loader_never_unpickles_the_policy_class(tmp_path, default_user_checkpoint):
+    import base64
+    import pickle
+
+    from stable_baselines3.common.policies import ActorCriticCnnPolicy
+
+    _, path = default_user_checkpoint
+    marker = tmp_path / "pwned"
+    cases = {"code.zip": _Payload(marker), "cnn_policy.zip": ActorCriticCnnPolicy}
+    for name, obj in cases.items():
+        blob = base64.b64encode(pickle.dumps(obj)).decode()
+        _rewrite_data(path, tmp_path / name, lambda d, blob=blob: d["policy_class"].update({":serialized:": blob}))
+        with pytest.raises(policies.CheckpointError, match="policy class is") as err:
+            policies.make_policy("ppo", checkpoint=tmp_path / name)
+        assert not marker.exists()
+    assert "ActorCriticCnnPolicy" in str(err.value)

@@ -33,8 +33,10 @@ Checkpoints are SB3 ``.zip`` files. They are loaded without unpickling
 anything: the tensors go through ``torch.load(weights_only=True)`` (SB3's
 default) and every cloudpickled entry of the zip's metadata (spaces,
 schedules, policy class and kwargs) is replaced by the known objects of this
-module. A checkpoint built with other network kwargs than :data:`PPO_HYPERPARAMS`
-therefore does not load; train it again with ``examples/train.py``.
+module. The network sizes are inferred from the weights, so a PPO that a user
+trained on the same wrapper with SB3's ``MultiInputPolicy`` and SB3's default
+feature extractor (NatureCNN on the image) or :class:`VideoCNN` loads too
+(:func:`load_ppo_model`); any other network raises :class:`CheckpointError`.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.policies import MultiInputActorCriticPolicy
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize, VecTransposeImage
 from torch import nn
 from tqdm.auto import tqdm
@@ -549,6 +551,8 @@ def _check_data(data: Any, path: Path, hint: str) -> None:
         raise bad(f"its 'data' entry must be a JSON object, got a JSON {type(data).__name__}")
     for key in _SERIALIZED_DATA:
         item = data.get(key)
+        if key == "policy_kwargs" and isinstance(item, dict) and ":serialized:" not in item:
+            continue  # SB3 writes JSON-friendly kwargs (the default {}) as a plain object
         if not (isinstance(item, dict) and isinstance(item.get(":serialized:"), str)):
             raise bad(f"data[{key!r}] must be an SB3-serialized object, got {type(item).__name__}")
     for key, item in data.items():
@@ -562,11 +566,138 @@ def _check_data(data: Any, path: Path, hint: str) -> None:
             raise bad(f"data[{key!r}] must be {want} >= {low:g}, got {value!r}")
 
 
+SUPPORTED_CHECKPOINTS = (
+    "the zoo loads SB3 PPO checkpoints of a MultiInputPolicy trained on dlm_gym.wrappers.StackVideoChannels "
+    "(no gSDE) with SB3's default feature extractor (CombinedExtractor: NatureCNN on the image) or "
+    "policies.rl.ppo.VideoCNN, any net_arch and a torch.nn activation; nothing in the file is unpickled"
+)
+_POLICY_CLASSES = {("stable_baselines3.common.policies", "MultiInputActorCriticPolicy")}
+_EXTRACTORS = {
+    "stable_baselines3.common.torch_layers.CombinedExtractor": "combined",
+    "policies.rl.ppo.VideoCNN": "videocnn",
+}
+_ACTIVATIONS = ("Tanh", "ReLU", "ELU", "LeakyReLU", "GELU", "SiLU", "Mish", "SELU", "CELU", "Sigmoid", "Softplus",
+                "Hardtanh", "ReLU6", "Hardswish", "Tanhshrink", "Softsign")
+#: ``policy_kwargs`` keys the loader understands; the others change the network in ways it does not rebuild.
+_KNOWN_POLICY_KWARGS = {"net_arch", "activation_fn", "features_extractor_class", "features_extractor_kwargs",
+                        "share_features_extractor", "normalize_images", "log_std_init", "ortho_init",
+                        "optimizer_class", "optimizer_kwargs"}
+
+
+def _pickled_global(blob: str) -> tuple[str, str] | None:
+    """``(module, name)`` of a class that cloudpickle stored by reference, read without unpickling; else None."""
+    import base64
+    import pickletools
+
+    try:
+        ops = list(pickletools.genops(base64.b64decode(blob)))
+    except Exception:  # noqa: BLE001  (not base64, not a pickle)
+        return None
+    harmless = {"PROTO", "FRAME", "MEMOIZE", "STOP", "SHORT_BINUNICODE", "BINUNICODE", "STACK_GLOBAL", "GLOBAL"}
+    if any(op.name not in harmless for op, _, _ in ops):
+        return None  # anything but a reference to an importable class (cloudpickle's by-value code, say)
+    glob = [arg for op, arg, _ in ops if op.name == "GLOBAL"]
+    if glob:
+        module, _, name = str(glob[0]).partition(" ")
+        return module, name
+    strings = [arg for op, arg, _ in ops if op.name in ("SHORT_BINUNICODE", "BINUNICODE")]
+    return (strings[0], strings[1]) if len(strings) == 2 else None
+
+
+def _class_path(text: Any) -> str | None:
+    """``"pkg.mod.Class"`` from SB3's readable form of a class, ``"<class 'pkg.mod.Class'>"``."""
+    import re
+
+    match = re.fullmatch(r"<class '([\w.]+)'>", text) if isinstance(text, str) else None
+    return match.group(1) if match else None
+
+
+def _layer_widths(weights: dict[str, th.Tensor], prefix: str) -> list[int]:
+    """Output widths of the Linear layers ``<prefix>.<i>.weight`` (activations sit between, at odd i)."""
+    indices = sorted(int(k[len(prefix) + 1 :].split(".")[0]) for k in weights
+                     if k.startswith(prefix + ".") and k.endswith(".weight"))
+    return [int(weights[f"{prefix}.{i}.weight"].shape[0]) for i in indices]
+
+
+def _infer_policy_kwargs(data: dict, weights: dict[str, th.Tensor], unsupported: Callable[[str], Exception],
+                         obs_space: spaces.Dict, act_space: spaces.Box) -> dict[str, Any]:
+    """The ``policy_kwargs`` that rebuild the checkpoint's network: read from SB3's readable metadata
+    (classes by name, plain values) and from the weights' shapes; never unpickled."""
+    policy_class = _pickled_global(data["policy_class"][":serialized:"])
+    if policy_class not in _POLICY_CLASSES:
+        shown = ".".join(policy_class) if policy_class else "a class stored by value (code)"
+        raise unsupported(f"its policy class is {shown}, not SB3's MultiInputPolicy")
+    if data.get("use_sde"):
+        raise unsupported("it was trained with gSDE (use_sde=True)")
+    spaces_text = data["observation_space"].get("spaces")
+    if spaces_text is not None and spaces_text != str(dict(obs_space.spaces)):
+        raise unsupported(f"it was trained on observations {spaces_text}, not StackVideoChannels' "
+                          f"{dict(obs_space.spaces)}")
+    shape = data["action_space"].get("_shape")
+    if shape is not None and list(shape) != list(act_space.shape):
+        raise unsupported(f"its actions have shape {tuple(shape)}, not {act_space.shape}")
+
+    stored = {k: v for k, v in data["policy_kwargs"].items() if not k.startswith(":")}
+    unknown = sorted(set(stored) - _KNOWN_POLICY_KWARGS)
+    if unknown:
+        raise unsupported(f"its policy_kwargs set {unknown}")
+    extractor_path = _class_path(stored.get("features_extractor_class",
+                                            "<class 'stable_baselines3.common.torch_layers.CombinedExtractor'>"))
+    kind = _EXTRACTORS.get(extractor_path or "")
+    if kind is None:
+        raise unsupported(f"its feature extractor is {stored['features_extractor_class']}")
+    activation = _class_path(stored.get("activation_fn", "<class 'torch.nn.modules.activation.Tanh'>"))
+    module, _, name = (activation or "").rpartition(".")
+    if not module.startswith("torch.nn.modules") or name not in _ACTIVATIONS:
+        raise unsupported(f"its activation is {stored['activation_fn']}")
+    extractor_kwargs = stored.get("features_extractor_kwargs", {})
+    if not isinstance(extractor_kwargs, dict):
+        extractor_kwargs = {}
+
+    def width(key: str, dim: int = 0) -> int:
+        if key not in weights:
+            raise unsupported(f"its weights have no {key!r} (they are not of a {extractor_path} network)")
+        return int(weights[key].shape[dim])
+
+    if kind == "combined":
+        features = {"cnn_output_dim": width("features_extractor.extractors.image.linear.0.weight")}
+        if isinstance(extractor_kwargs.get("normalized_image"), bool):
+            features["normalized_image"] = extractor_kwargs["normalized_image"]
+        extractor_class = CombinedExtractor
+    else:
+        width("features_extractor.cnn.0.weight")  # raises when the weights are not a VideoCNN's
+        features = {"features_dim": width("features_extractor.linear.0.weight"),
+                    "channels": tuple(_layer_widths(weights, "features_extractor.cnn"))}
+        extractor_class = VideoCNN
+    shared = all(th.equal(weights[k], weights.get("vf_" + k, weights[k])) for k in weights
+                 if k.startswith("features_extractor."))
+    inferred: dict[str, Any] = {
+        "features_extractor_class": extractor_class,
+        "features_extractor_kwargs": features,
+        "net_arch": {"pi": _layer_widths(weights, "mlp_extractor.policy_net"),
+                     "vf": _layer_widths(weights, "mlp_extractor.value_net")},
+        "activation_fn": getattr(nn, name),
+        "share_features_extractor": shared,
+    }
+    if isinstance(stored.get("normalize_images"), bool):
+        inferred["normalize_images"] = stored["normalize_images"]
+    return inferred
+
+
 def load_ppo_model(path: str | os.PathLike = DEFAULT_CHECKPOINT, config: SceneConfig = DEFAULT_CONFIG) -> PPO:
     """Load an SB3 PPO checkpoint without unpickling (see the module docstring).
 
+    Besides the zoo's own checkpoints this loads a PPO that a user trained on
+    :class:`dlm_gym.wrappers.StackVideoChannels` with SB3's ``MultiInputPolicy``
+    and either SB3's default feature extractor (``CombinedExtractor``, NatureCNN
+    on the image) or :class:`VideoCNN`: the network sizes (extractor widths,
+    ``net_arch``, whether actor and critic share the extractor) are inferred
+    from the weights, the classes (policy, extractor, activation) are read by
+    name from SB3's readable metadata and matched against a fixed list.
+
     Raises:
-        CheckpointError: if the file is missing, is not a readable SB3 zip, or does not fit the network.
+        CheckpointError: if the file is missing, is not a readable SB3 zip, or holds a network the
+            loader does not rebuild (:data:`SUPPORTED_CHECKPOINTS`).
     """
     path = Path(path)
     hint = _regenerate_hint(path)
@@ -581,9 +712,25 @@ def load_ppo_model(path: str | os.PathLike = DEFAULT_CHECKPOINT, config: SceneCo
             f"PPO checkpoint {path} is corrupt or not an SB3 zip ({type(exc).__name__}: {exc}); {hint}"
         ) from None
     _check_data(data, path, hint)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            import io
+
+            weights = th.load(io.BytesIO(archive.read("policy.pth")), map_location="cpu", weights_only=True)
+        if not (isinstance(weights, dict) and all(isinstance(v, th.Tensor) for v in weights.values())):
+            raise TypeError(f"policy.pth holds a {type(weights).__name__}, not a state dict of tensors")
+    except Exception as exc:  # noqa: BLE001  (a missing or damaged policy.pth)
+        raise CheckpointError(
+            f"PPO checkpoint {path} has no readable policy weights ({type(exc).__name__}: {exc}); {hint}"
+        ) from None
+
+    def unsupported(problem: str) -> CheckpointError:
+        return CheckpointError(f"PPO checkpoint {path} is not supported: {problem}; {SUPPORTED_CHECKPOINTS}")
+
+    inferred = _infer_policy_kwargs(data, weights, unsupported, obs_space, act_space)
     known = {
         "policy_class": MultiInputActorCriticPolicy,
-        "policy_kwargs": policy_kwargs(),
+        "policy_kwargs": inferred,
         "observation_space": obs_space,
         "action_space": act_space,
         "learning_rate": 0.0,
