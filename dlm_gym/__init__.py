@@ -16,7 +16,7 @@ from dlm_gym.geometry import InvalidPolygonError
 from dlm_gym.metrics import object_trajectory_loss
 from dlm_gym.task import Task, sample_task
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"
 PHYSICS_VERSION = "0.2"
 """Bumped whenever the scene's physics changes results (see the env's Version History)."""
 

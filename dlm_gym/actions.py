@@ -10,7 +10,11 @@ An action is a ``(N, 4)`` array in ``[-1, 1]``: per finger ``(x, y, f_x, f_y)``.
 
 A command is the same ``(N, 4)`` array in metres and newtons. Planners think in
 commands (contact points ``p_c(t)`` and forces ``lambda_c(t)``); the
-environment takes actions; these two functions translate.
+environment takes actions; these functions translate. This module is the one
+definition of the action box: the conversions, :func:`command_bounds` and
+:func:`clip_command` accept NumPy arrays or torch tensors and keep the type
+(as :mod:`dlm_gym.metrics` does for the loss), so the env, the planners, the
+networks' output layers and the simulators all share it.
 """
 
 from __future__ import annotations
@@ -19,25 +23,47 @@ import numpy as np
 
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
 
-__all__ = ["action_to_command", "command_to_action", "validate_action", "as_executed"]
+__all__ = [
+    "action_scale_offset",
+    "action_to_command",
+    "command_to_action",
+    "command_bounds",
+    "clip_command",
+    "validate_action",
+    "as_executed",
+    "noop_action",
+    "noop_commands",
+]
 
 
-def _scale_offset(config: SceneConfig) -> tuple[np.ndarray, np.ndarray]:
+def action_scale_offset(config: SceneConfig = DEFAULT_CONFIG, like=None):
+    """Per-coordinate ``(scale, offset)``, each ``(4,)``: ``command = action * scale + offset``.
+
+    NumPy float64 arrays, or tensors of ``like``'s dtype and device when ``like`` is a torch tensor.
+    """
     (x0, x1), (y0, y1), f = config.view_x, config.view_y, config.force_limit
     scale = np.array([(x1 - x0) / 2, (y1 - y0) / 2, f, f])
     offset = np.array([(x1 + x0) / 2, (y1 + y0) / 2, 0.0, 0.0])
-    return scale, offset
+    if like is None or isinstance(like, np.ndarray):
+        return scale, offset
+    return like.new_tensor(scale), like.new_tensor(offset)
 
 
-def action_to_command(action: np.ndarray, config: SceneConfig = DEFAULT_CONFIG) -> np.ndarray:
-    """Normalised action ``(..., N, 4)`` -> command in metres and newtons (no clipping)."""
-    scale, offset = _scale_offset(config)
+def action_to_command(action, config: SceneConfig = DEFAULT_CONFIG):
+    """Normalised action ``(..., N, 4)`` -> command in metres and newtons (no clipping).
+
+    NumPy input gives float64; a torch tensor stays a tensor of its dtype.
+    """
+    if not isinstance(action, np.ndarray) and hasattr(action, "new_tensor"):
+        scale, offset = action_scale_offset(config, like=action)
+        return action * scale + offset
+    scale, offset = action_scale_offset(config)
     return np.asarray(action, dtype=np.float64) * scale + offset
 
 
 def command_to_action(command: np.ndarray, config: SceneConfig = DEFAULT_CONFIG, *, clip: bool = True) -> np.ndarray:
     """Command in metres and newtons ``(..., N, 4)`` -> normalised float32 action (clipped to [-1, 1] by default)."""
-    scale, offset = _scale_offset(config)
+    scale, offset = action_scale_offset(config)
     action = (np.asarray(command, dtype=np.float64) - offset) / scale
     if clip:
         action = np.clip(action, -1.0, 1.0)
@@ -65,9 +91,7 @@ def validate_action(action, config: SceneConfig = DEFAULT_CONFIG) -> np.ndarray:
         raise ValueError(f"action must be {wanted}, got dtype {raw.dtype}")
     a = raw.astype(np.float64)
     if a.shape != expected:
-        raise ValueError(
-            f"action must have shape {expected} (per finger: x, y, f_x, f_y in [-1, 1]), got {a.shape}"
-        )
+        raise ValueError(f"action must have shape {expected} (per finger: x, y, f_x, f_y in [-1, 1]), got {a.shape}")
     if not np.all(np.isfinite(a)):
         raise ValueError("action contains NaN or inf; every entry must be a finite number in [-1, 1]")
     return np.clip(a, -1.0, 1.0)
@@ -80,3 +104,39 @@ def as_executed(command: np.ndarray, config: SceneConfig = DEFAULT_CONFIG) -> np
     ``miqp`` policy scores through the env to the last bit.
     """
     return action_to_command(command_to_action(command, config), config)
+
+
+def command_bounds(config: SceneConfig = DEFAULT_CONFIG, like=None):
+    """Lower and upper command bounds ``(4,)``: what the actions -1 and +1 map to.
+
+    The same arithmetic as :func:`action_to_command`, so values clipped here match the env's bit for bit.
+    """
+    scale, offset = action_scale_offset(config, like)
+    return -1.0 * scale + offset, 1.0 * scale + offset
+
+
+def clip_command(command, config: SceneConfig = DEFAULT_CONFIG):
+    """Clip commands ``(..., 4)`` into the action box (NumPy or torch; torch keeps the gradient inside it)."""
+    if not isinstance(command, np.ndarray) and hasattr(command, "new_tensor"):
+        import torch
+
+        lo, hi = command_bounds(config, like=command)
+        return torch.maximum(torch.minimum(command, hi), lo)
+    lo, hi = command_bounds(config)
+    return np.minimum(np.maximum(command, lo), hi)
+
+
+def noop_action(config: SceneConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """The do-nothing action ``(N, 4)`` (float32): fingers in the top corners of the view, no force.
+
+    No generated object reaches those corners, so the object moves under
+    gravity and the ground alone: the ``noop`` policy's action, the ceiling of every comparison.
+    """
+    n = config.num_fingers
+    xs = np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
+    return np.stack([xs, np.ones(n), np.zeros(n), np.zeros(n)], axis=1).astype(np.float32)
+
+
+def noop_commands(config: SceneConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """The do-nothing commands ``(T, N, 4)`` in metres and newtons: :func:`noop_action` at every keyframe."""
+    return np.repeat(action_to_command(noop_action(config), config)[None], config.horizon, axis=0)

@@ -21,7 +21,7 @@ class SceneConfig:
     """Constants of the scene, the fingers, the timing and the camera.
 
     The defaults follow the paper (T = 5 keyframes 0.1 s apart, N = 2 point
-    fingers, objects rescaled to a 20 cm radius, 50 x 50 video) and DESIGN.md
+    fingers, objects rescaled to a 20 cm radius, 50 x 50 video) and docs/design.md
     section 2 (1 kg object, impedance-servoed fingers that feel no gravity).
     """
 

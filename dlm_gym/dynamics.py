@@ -25,7 +25,13 @@ import numpy as np
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
 from dlm_gym.geometry import polar_moment
 
-__all__ = ["acceleration_operator", "keyframe_accelerations", "keyframe_velocities", "required_wrench"]
+__all__ = [
+    "acceleration_operator",
+    "keyframe_accelerations",
+    "keyframe_velocities",
+    "wrench",
+    "required_wrench",
+]
 
 
 @functools.lru_cache(maxsize=16)
@@ -78,15 +84,26 @@ def keyframe_velocities(trajectory: np.ndarray, config: SceneConfig = DEFAULT_CO
     return np.einsum("st,...tc->...sc", V, keyframe_accelerations(traj, config))
 
 
-def required_wrench(
-    polygon: np.ndarray, trajectory: np.ndarray, config: SceneConfig = DEFAULT_CONFIG
-) -> np.ndarray:
+def wrench(accelerations, inertia, config: SceneConfig = DEFAULT_CONFIG):
+    """``M r'' + G`` ``(..., T, 3)`` from accelerations ``(..., T, 3)`` and the moment of inertia ``I``.
+
+    ``M = diag(m, m, I)``, ``G = (0, m g, 0)``. NumPy (``I`` a number) or torch
+    (``I`` a tensor ``(B,)`` for a batch ``(B, T, 3)``, e.g. DLM's decoded inertia); the type is kept.
+    """
+    m, weight = config.mass, config.mass * config.gravity
+    if isinstance(accelerations, np.ndarray):
+        return accelerations * np.array([m, m, inertia]) + np.array([0.0, weight, 0.0])
+    import torch
+
+    mass = torch.full_like(inertia, m)
+    M = torch.stack([mass, mass, inertia], dim=-1)[..., None, :]
+    return accelerations * M + accelerations.new_tensor([0.0, weight, 0.0])
+
+
+def required_wrench(polygon: np.ndarray, trajectory: np.ndarray, config: SceneConfig = DEFAULT_CONFIG) -> np.ndarray:
     """Net contact wrench ``(T, 3)`` = ``M r''(t) + G``: force x, force y, torque about the centroid.
 
     ``M = diag(m, m, I)`` with ``I`` the polygon's moment about its centroid,
     ``G = (0, m g, 0)``. The finger and ground forces must sum to this.
     """
-    M = np.array([config.mass, config.mass, polar_moment(polygon, config.mass)])
-    wrench = keyframe_accelerations(trajectory, config) * M
-    wrench[..., 1] += config.mass * config.gravity
-    return wrench
+    return wrench(keyframe_accelerations(trajectory, config), polar_moment(polygon, config.mass), config)

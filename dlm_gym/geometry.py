@@ -73,8 +73,10 @@ def _segments_cross(p1, p2, q1, q2, eps: float) -> bool:
         return True
 
     def on_segment(a, b, c, d):  # c is collinear with ab and within its box
-        return abs(d) <= eps and min(a[0], b[0]) - eps <= c[0] <= max(a[0], b[0]) + eps and (
-            min(a[1], b[1]) - eps <= c[1] <= max(a[1], b[1]) + eps
+        return (
+            abs(d) <= eps
+            and min(a[0], b[0]) - eps <= c[0] <= max(a[0], b[0]) + eps
+            and (min(a[1], b[1]) - eps <= c[1] <= max(a[1], b[1]) + eps)
         )
 
     return (
@@ -122,8 +124,10 @@ def _check_extent(v: np.ndarray, radius_range: tuple[float, float] | None) -> No
     simple polygon yet.
     """
     scale = float(np.abs(v).max())
-    allowed = "" if radius_range is None else (
-        f"; the scene allows a circumradius in [{radius_range[0]:g}, {radius_range[1]:g}] m"
+    allowed = (
+        ""
+        if radius_range is None
+        else (f"; the scene allows a circumradius in [{radius_range[0]:g}, {radius_range[1]:g}] m")
     )
     if scale > MAX_COORDINATE:
         raise InvalidPolygonError(
@@ -186,9 +190,7 @@ def validate_polygon(
             if j == i + 1 or (i == 0 and j == n - 1):
                 continue  # neighbouring facets share a vertex by construction
             if _segments_cross(v[i], v[(i + 1) % n], v[j], v[(j + 1) % n], eps):
-                raise InvalidPolygonError(
-                    f"polygon is self-intersecting: facets {i} and {j} cross or touch"
-                )
+                raise InvalidPolygonError(f"polygon is self-intersecting: facets {i} and {j} cross or touch")
     # Neighbouring facets that fold back onto each other are also not simple.
     for i in range(n):
         a, b = edges[i - 1], edges[i]

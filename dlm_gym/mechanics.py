@@ -130,7 +130,7 @@ class MechanicalParameters:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, np.ndarray]) -> "MechanicalParameters":
+    def from_dict(cls, data: dict[str, np.ndarray]) -> MechanicalParameters:
         """Inverse of :meth:`as_dict` (extra keys are ignored)."""
         return cls(**{f.name: np.asarray(data[f.name], dtype=np.float64) for f in dataclasses.fields(cls)})
 
@@ -363,8 +363,8 @@ def to_vector(params: MechanicalParameters, config: SceneConfig = DEFAULT_CONFIG
     for name, shape in vector_layout(config):
         arr = np.asarray(getattr(params, name), dtype=np.float64)
         lead = arr.shape[: arr.ndim - len(shape)]
-        if arr.shape[len(lead):] != shape:
-            raise ValueError(f"{name} has per-keyframe shape {arr.shape[len(lead):]}, expected {shape}")
+        if arr.shape[len(lead) :] != shape:
+            raise ValueError(f"{name} has per-keyframe shape {arr.shape[len(lead) :]}, expected {shape}")
         blocks.append(arr.reshape(*lead, -1))
     flat = np.concatenate(blocks, axis=-1)  # (..., T, D)
     return flat.reshape(*flat.shape[:-2], -1)
@@ -388,7 +388,7 @@ def from_vector(vector: np.ndarray, config: SceneConfig = DEFAULT_CONFIG) -> Mec
     start = 0
     for name, shape in vector_layout(config):
         size = int(np.prod(shape))
-        fields[name] = v[..., start:start + size].reshape(*lead, *shape)
+        fields[name] = v[..., start : start + size].reshape(*lead, *shape)
         start += size
     fields["finger_positions"] = contact_points_from_jacobian(
         fields["jacobian"], fields["trajectory"][..., :2], config.num_fingers

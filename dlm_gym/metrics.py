@@ -1,4 +1,4 @@
-"""The object-trajectory loss, in the paper's units (DESIGN.md section 5).
+"""The object-trajectory loss, in the paper's units (docs/design.md section 5).
 
 The paper's code compares the simulated and target trajectories as ``3 x T``
 matrices of ``(x, y, rho * sin(theta))`` with ``rho = 0.03 m``, scaled by 100
@@ -11,7 +11,7 @@ share one definition.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -19,7 +19,10 @@ from dlm_gym.config import DEFAULT_CONFIG
 
 __all__ = ["pose_features", "keyframe_errors", "object_trajectory_loss"]
 
-Array = TypeVar("Array")
+if TYPE_CHECKING:
+    import torch
+
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")
 _CM = 100.0
 
 

@@ -34,6 +34,8 @@ if "SDL_VIDEODRIVER" not in os.environ and _no_display():
     os.environ["SDL_VIDEODRIVER"] = "dummy"
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
+from typing import Any  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pygame  # noqa: E402
 
@@ -62,7 +64,7 @@ class Renderer:
         side = config.frame_size * _SUPERSAMPLE
         self._large = pygame.Surface((side, side))
         self._view = pygame.Surface((config.render_size, config.render_size))
-        self._font = None
+        self._font: Any = None
 
     # --------------------------------------------------------------- helpers
     def _to_pixels(self, points: np.ndarray, side: int) -> list[tuple[float, float]]:

@@ -5,7 +5,7 @@ dynamic rigid body under gravity resting on or above a solid ground with
 friction; a non-convex polygon becomes several convex pymunk shapes on one
 body. Each finger is a small circle of infinite moment (so it grips instead
 of rolling) that feels no gravity and is driven by an **impedance servo**
-(DESIGN.md section 2): a virtual anchor is placed at ``c + lambda_c / K``,
+(docs/design.md section 2): a virtual anchor is placed at ``c + lambda_c / K``,
 with ``c`` the finger centre one radius behind the contact point ``p_c``, and
 pulls the finger with a critically damped spring of stiffness ``K``. When the
 finger touches the object it therefore pushes with ``lambda_c`` while staying
@@ -45,7 +45,7 @@ as a force: ``u* = v_a + (u - v_a) exp(-D h / m_f) + (K h / m_f) (a - x - u h)``
 is the finger velocity a damped spring would give (damped exactly, the spring
 evaluated where the finger will be after the position update), and the force
 ``m_f (u* - u) / h``, clipped, realises it. The finger's weight is cancelled
-by an extra ``m_f g`` upwards. :mod:`policies.diffsim` mirrors this servo
+by an extra ``m_f g`` upwards. :mod:`policies.dlm.diffsim` mirrors this servo
 term for term in torch.
 """
 
@@ -74,13 +74,13 @@ _PARKED = pymunk.ShapeFilter(categories=0, mask=0)
 _PARK_POSITION = (0.0, -10.0)  # far below the ground block, out of everything's way
 _GROUND_DEPTH = 1.0  # m: deep enough that no vertex can tunnel through the block in a substep
 _SINK_TOLERANCE = 1e-3  # m a vertex (finger rim) may be inside the ground (object) after a substep; 2 mm promised
-_CONTACT_BIAS = 0.2  # share of an overlap pushed out per substep (policies.diffsim's ContactModel uses the same)
+_CONTACT_BIAS = 0.2  # share of an overlap pushed out per substep (policies.dlm.diffsim's ContactModel uses the same)
 FORCE_SCALE_FLOOR = 1.0  # N: below this the finger-radius offset fades out
 
 
 def convex_pieces(polygon: np.ndarray) -> list[list[tuple[float, float]]]:
     """Split a simple CCW polygon into convex pieces for pymunk (itself if convex)."""
-    v = [tuple(map(float, p)) for p in polygon]
+    v = [(float(x), float(y)) for x, y in polygon]
     edges = np.roll(polygon, -1, axis=0) - polygon
     turns = edges[:, 0] * np.roll(edges[:, 1], -1) - edges[:, 1] * np.roll(edges[:, 0], -1)
     if np.all(turns > 0):
@@ -216,7 +216,9 @@ class Scene:
             return x, y, 0.0
         return cx + cos * q[0] - sin * q[1], cy + sin * q[0] + cos * q[1], -dist
 
-    def _servo_target(self, x: float, y: float, fx: float, fy: float, ox: float, oy: float) -> tuple[float, float, float]:
+    def _servo_target(
+        self, x: float, y: float, fx: float, fy: float, ox: float, oy: float
+    ) -> tuple[float, float, float]:
         """Anchor ``(a_x, a_y)`` of a command once its contact point is kept out of the object (centred at
         ``(ox, oy)``) and the finger centre a radius above the ground; and how far the contact point moved."""
         x, y, moved = self._surface_point(x, y, ox, oy)
@@ -263,11 +265,22 @@ class Scene:
         # per finger: the command at the start, its change over the interval, and the anchor's own velocity
         # along the sweep (the damper acts on the finger's velocity relative to it)
         sweeps = []
-        for a, b, handle in zip(np.asarray(start, dtype=np.float64).tolist(),
-                                np.asarray(end, dtype=np.float64).tolist(), handles):
+        for a, b, handle in zip(
+            np.asarray(start, dtype=np.float64).tolist(), np.asarray(end, dtype=np.float64).tolist(), handles
+        ):
             (a0x, a0y), (a1x, a1y) = self.anchor(a), self.anchor(b)
-            sweeps.append((*a, b[0] - a[0], b[1] - a[1], b[2] - a[2], b[3] - a[3],
-                           (a1x - a0x) / cfg.dt, (a1y - a0y) / cfg.dt, handle))
+            sweeps.append(
+                (
+                    *a,
+                    b[0] - a[0],
+                    b[1] - a[1],
+                    b[2] - a[2],
+                    b[3] - a[3],
+                    (a1x - a0x) / cfg.dt,
+                    (a1y - a0y) / cfg.dt,
+                    handle,
+                )
+            )
         moved_max = [0.0] * len(handles)
         forces = self._forces
         ox = oy = 0.0
@@ -350,15 +363,20 @@ class Scene:
         self.__dict__.update(state)
         self._query = _ffi.new("cpPointQueryInfo *")
 
+    def _object_body(self) -> pymunk.Body:
+        if self.object is None:
+            raise RuntimeError("the scene has no object yet: call reset(polygon, pose) first")
+        return self.object
+
     @property
     def object_pose(self) -> np.ndarray:
         """Simulated pose ``(x, y, theta)`` of the object frame (centroid)."""
-        b = self.object
+        b = self._object_body()
         return np.array([b.position.x, b.position.y, b.angle])
 
     @property
     def object_velocity(self) -> np.ndarray:
-        b = self.object
+        b = self._object_body()
         return np.array([b.velocity.x, b.velocity.y, b.angular_velocity])
 
     @property

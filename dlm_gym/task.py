@@ -184,7 +184,7 @@ def sample_trajectory(
     xlt[1:-1, :2] += rng.normal(0.0, _NOISE_SIGMA, size=(T - 2, 2))
     lift = np.maximum(xlt[:, 1], 0.0)
     lift[lift < _SNAP_TO_GROUND] = 0.0
-    return np.stack([_pose_at_lift(polygon, x, l, th) for x, l, th in zip(xlt[:, 0], lift, xlt[:, 2])])
+    return np.stack([_pose_at_lift(polygon, x, h, th) for x, h, th in zip(xlt[:, 0], lift, xlt[:, 2])])
 
 
 def sample_task(

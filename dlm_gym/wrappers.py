@@ -25,12 +25,18 @@ class StackVideoChannels(gym.ObservationWrapper):
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
-        video = env.observation_space["video"]
-        T, H, W, C = video.shape
+        space = env.observation_space
+        if not isinstance(space, spaces.Dict) or "video" not in space.spaces:
+            raise ValueError(
+                "StackVideoChannels needs the pixel observations of VideoPlanarManip-v0 (a Dict with 'video'); "
+                "make the env with obs_type='pixels' (the default)"
+            )
+        video = space["video"]
+        T, H, W, C = video.shape or ()
         self.observation_space = spaces.Dict(
             {
                 "image": spaces.Box(0, 255, (H, W, C * (T + 1)), np.uint8),
-                "step": env.observation_space["step"],
+                "step": space["step"],
             }
         )
 

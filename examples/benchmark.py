@@ -32,12 +32,15 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dlm_gym import cli
 from dlm_gym.atomic import atomic_write
+from dlm_gym.config import DEFAULT_CONFIG
 
 
 def bench_env(episodes: int, seed: int) -> dict[str, float]:
@@ -79,14 +82,146 @@ def bench_oracle(repeats: int = 1) -> dict[str, float]:
     return out
 
 
+# ------------------------------------------------------------------ the learning pieces, one function each
+def _time_backend(layer, problem: dict, repeats: int, warmup: int) -> tuple[float, float]:
+    """Median forward and backward seconds (whole batch) with gradients w.r.t. every input."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    fwd, bwd = [], []
+    for i in range(warmup + repeats):
+        inputs = {k: v.detach().clone().requires_grad_(True) for k, v in problem.items()}
+        t0 = time.perf_counter()
+        sol = layer(**inputs)
+        t1 = time.perf_counter()
+        loss = sum((x * torch.randn(x.shape, generator=gen, dtype=x.dtype)).sum() for x in sol)
+        t2 = time.perf_counter()
+        loss.backward()
+        t3 = time.perf_counter()
+        if i >= warmup:
+            fwd.append(t1 - t0)
+            bwd.append(t3 - t2)
+    return float(np.median(fwd)), float(np.median(bwd))
+
+
+def bench_qp(
+    batch: int,
+    *,
+    backends: Sequence[str] = ("torch", "cvxpylayers", "cvxpylayers:Clarabel"),
+    horizon: int = DEFAULT_CONFIG.horizon,
+    repeats: int | None = None,
+    dtype=None,
+    seed: int = 0,
+) -> dict:
+    """Time the QP layer: forward and backward seconds per sample (a sample is T keyframes).
+
+    ``backends`` are backend names, optionally ``"cvxpylayers:<solver>"``.
+    Returns ``{"qp_forward_s", "qp_backward_s"}`` for the fastest one (by forward
+    + backward), ``"qp_fastest_backend"``, and per backend ``"<name>_forward_s"``
+    / ``"<name>_backward_s"`` (``name`` with ``:`` replaced by ``_``, lower case).
+    Inputs are :func:`random_qp_problem` in ``dtype`` with gradients w.r.t. all
+    of them; the backward includes a random linear loss of every output. Medians
+    over ``repeats`` (default 50 for torch, 3 for cvxpylayers) after warm-up.
+    """
+    import torch
+
+    from policies.dlm.qp import InverseDynamicsQP, random_qp_problem
+
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    problem = random_qp_problem(batch, horizon, seed=seed, dtype=dtype or torch.float32)
+    out: dict[str, Any] = {"qp_batch": batch, "qp_horizon": horizon, "qp_threads": torch.get_num_threads()}
+    best = None
+    for spec in backends:
+        backend, _, solver = spec.partition(":")
+        layer = InverseDynamicsQP(backend, **({"solver": solver} if solver else {}))
+        fast = backend == "torch"
+        reps = repeats if repeats is not None else (50 if fast else 3)
+        f, b = _time_backend(layer, problem, reps, warmup=5 if fast else 1)
+        key = spec.replace(":", "_").lower()
+        out[f"{key}_forward_s"] = f / batch
+        out[f"{key}_backward_s"] = b / batch
+        if best is None or f + b < best[1] + best[2]:
+            best = (spec, f, b)
+    if best is None:
+        raise ValueError("bench_qp needs at least one backend")
+    out["qp_fastest_backend"] = best[0]
+    out["qp_forward_s"] = best[1] / batch
+    out["qp_backward_s"] = best[2] / batch
+    return out
+
+
+def bench_fd(
+    n: int = 16,
+    *,
+    seed: int = 0,
+    repeats: int = 2,
+    workers: int | None = None,
+    chain: bool = False,
+    commands: str = "squeeze",
+) -> dict:
+    """Seconds per datapoint of :func:`policies.dlm.simgrad.fd_gradient` (the backward of ``L_sim``), ``n`` tasks.
+
+    The commands are :func:`policies.baselines.squeeze_commands` (both fingers in contact all the
+    time: the costly case) or ``commands="noop"``. The pool is warmed up
+    first; the best of ``repeats`` timed calls is reported.
+    """
+    from dlm_gym.actions import noop_commands
+    from dlm_gym.task import sample_task
+    from policies.baselines import squeeze_commands
+    from policies.dlm.simgrad import fd_gradient
+
+    tasks = [sample_task(seed + i) for i in range(n)]
+    if commands == "squeeze":
+        cmds = np.stack([squeeze_commands(t) for t in tasks])
+    elif commands == "noop":
+        cmds = np.stack([noop_commands()] * n)
+    else:
+        raise ValueError(f"commands must be 'squeeze' or 'noop', got {commands!r}")
+    m = max(1, min(n, 2))
+    fd_gradient(tasks[:m], cmds[:m], workers=workers, chain=chain)  # start the pool
+    best = np.inf
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        fd_gradient(tasks, cmds, workers=workers, chain=chain)
+        best = min(best, time.perf_counter() - start)
+    return {"sim_grad_fd_backward_s": best / n}
+
+
+def bench_autodiff(n: int = 16, *, seed: int = 0, repeats: int = 3, dtype=None, compile: bool = False) -> dict:
+    """Seconds per datapoint of the autodiff ``L_sim`` backward (forward + backward) at batch ``n``.
+
+    Inputs are those of :func:`bench_fd` (sampled tasks,
+    squeeze-and-carry commands). Eager by default; ``compile=True`` times the
+    ``torch.compile`` path after a warm-up call that compiles it. The best of
+    ``repeats`` timed calls.
+    """
+    import math
+
+    import torch
+
+    from dlm_gym.task import sample_task
+    from policies.baselines import squeeze_commands
+    from policies.dlm.diffsim import sim_loss_autodiff
+
+    tasks = [sample_task(seed + i) for i in range(n)]
+    cmds = torch.as_tensor(np.stack([squeeze_commands(t) for t in tasks]), dtype=dtype or torch.float32)
+    if compile:
+        sim_loss_autodiff(tasks, cmds.clone().requires_grad_(True), compile=True).sum().backward()
+    best = math.inf
+    for _ in range(max(1, repeats)):
+        c = cmds.clone().requires_grad_(True)
+        start = time.perf_counter()
+        sim_loss_autodiff(tasks, c, compile=compile).sum().backward()
+        best = min(best, time.perf_counter() - start)
+    return {"sim_grad_autodiff_backward_s": best / n}
+
+
 def bench_learning(batch: int = 32) -> dict[str, float]:
     """QP layer, simulator gradients and the DLM forward pass."""
     import torch
 
-    from policies.diffsim import bench_autodiff
-    from policies.models import DLMNet
-    from policies.qp import bench_qp
-    from policies.simgrad import bench_fd
+    from policies.dlm.models import DLMNet
 
     out = {}
     qp = bench_qp(batch, backends=("torch", "cvxpylayers"))
@@ -108,21 +243,33 @@ def bench_learning(batch: int = 32) -> dict[str, float]:
     return out
 
 
-SECTIONS = {"env": lambda args: bench_env(args.episodes, args.seed), "oracle": lambda args: bench_oracle(),
-            "learning": lambda args: bench_learning()}
+SECTIONS = {
+    "env": lambda args: bench_env(args.episodes, args.seed),
+    "oracle": lambda args: bench_oracle(),
+    "learning": lambda args: bench_learning(),
+}
 
 
 def main(argv=None) -> int:
     p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--episodes", type=cli.positive_int, default=200,
-                   help="episodes timed for the env figures (default: 200)")
+    p.add_argument(
+        "--episodes", type=cli.positive_int, default=200, help="episodes timed for the env figures (default: 200)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the tasks and actions (default: 0)")
     p.add_argument(
-        "--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS),
+        "--only",
+        nargs="+",
+        choices=list(SECTIONS),
+        default=list(SECTIONS),
         help="sections to run (default: all of %(choices)s)",
     )
-    p.add_argument("--json", type=cli.output_file, default=None, metavar="PATH",
-                   help="also write the figures as JSON to PATH (checked before the run starts)")
+    p.add_argument(
+        "--json",
+        type=cli.output_file,
+        default=None,
+        metavar="PATH",
+        help="also write the figures as JSON to PATH (checked before the run starts)",
+    )
     args = p.parse_args(argv)
     figures: dict[str, float] = {}
     for name in args.only:
@@ -143,7 +290,6 @@ def main(argv=None) -> int:
 def _write_atomically(path: Path, text: str) -> None:
     with atomic_write(path, "w") as handle:
         handle.write(text)
-
 
 
 if __name__ == "__main__":

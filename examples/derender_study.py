@@ -2,7 +2,7 @@
 """How well does the video alone pin down the task? Derendering accuracy and vision_miqp's loss on a split.
 
 For each task of a split: the task estimated from its video
-(``policies.derender.estimate_task``) against the true one (positions,
+(``policies.oracle.derender.estimate_task``) against the true one (positions,
 rotations relative to the first frame, the outline), and the executed loss
 of ``vision_miqp`` beside the stored oracle floor. Tune on splits of your own
 seeds only, e.g. made by::
@@ -34,8 +34,9 @@ def main(argv=None) -> int:
 
     import policies
     from dlm_gym.datasets import DatasetError, load_split
-    from policies.derender import DerenderError, estimate_task, outline_error, pose_errors
-    from policies.statistics import mean_ci
+    from policies import DerenderError
+    from policies.common.statistics import mean_ci
+    from policies.oracle.derender import estimate_task, outline_error, pose_errors
 
     try:
         split = load_split(str(args.split))

@@ -22,10 +22,10 @@ import sys
 from pathlib import Path
 
 import dlm_gym  # noqa: F401  (registers the env)
-from dlm_gym import cli
 import policies
+from dlm_gym import cli
 from dlm_gym.datasets import available_splits
-from policies.report import compare, format_table, neighbour_differences, results_metadata, task_sets
+from policies.common.report import compare, format_table, neighbour_differences, results_metadata, task_sets
 
 GIF_FRAME_MS = 600
 """How long each GIF frame (one keyframe) shows, in milliseconds."""
@@ -43,7 +43,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         "always shown beside them",
     )
     p.add_argument(
-        "--checkpoint-dir", type=cli.existing_dir, default=None, metavar="DIR",
+        "--checkpoint-dir",
+        type=cli.existing_dir,
+        default=None,
+        metavar="DIR",
         help="load the learned policies' checkpoints from DIR/<name>.pt (e.g. another training seed) instead of "
         "the shipped ones",
     )
@@ -64,9 +67,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="also evaluate on N freshly generated tasks (default: 20 when no split is shipped, else 0)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the generated tasks (default: 0)")
-    p.add_argument("--json", type=cli.output_file, default=None, metavar="PATH", help="write the results as JSON to PATH")
     p.add_argument(
-        "--gif", type=cli.output_dir, default=None, metavar="DIR",
+        "--json", type=cli.output_file, default=None, metavar="PATH", help="write the results as JSON to PATH"
+    )
+    p.add_argument(
+        "--gif",
+        type=cli.output_dir,
+        default=None,
+        metavar="DIR",
         help=f"write one GIF per task and policy into DIR: the rgb_array view after reset and after each step, "
         f"{GIF_FRAME_MS} ms per frame, labelled with the policy and the episode's loss",
     )
@@ -83,17 +91,26 @@ def parse_args(argv=None) -> argparse.Namespace:
         "noop levels; into PNG (default: learning_curves.png) and exit",
     )
     p.add_argument(
-        "--compare", type=cli.output_file, default=None, metavar="PNG",
+        "--compare",
+        type=cli.output_file,
+        default=None,
+        metavar="PNG",
         help="draw a grid like the paper's Fig. 7 into PNG: one row per evaluated policy (and noop), one column "
         "per keyframe, each cell the simulated object with the target poses as ghosts and the fingers, for the "
         "task --compare-task of the first evaluated task set; rows are labelled with the policy and its loss",
     )
     p.add_argument(
-        "--compare-task", type=cli.non_negative_int, default=0, metavar="INDEX",
+        "--compare-task",
+        type=cli.non_negative_int,
+        default=0,
+        metavar="INDEX",
         help="the task of --compare: its index in the first evaluated split (or the generated tasks; default: 0)",
     )
     p.add_argument(
-        "--workers", type=cli.positive_int, default=1, metavar="N",
+        "--workers",
+        type=cli.positive_int,
+        default=1,
+        metavar="N",
         help="evaluate each policy's tasks in N processes (same per-task results as 1; default: 1)",
     )
     p.add_argument("--list", action="store_true", help="list the registered policies and exit")
@@ -113,10 +130,10 @@ def main(argv=None) -> int:
     else:
         chosen = list(dict.fromkeys(args.policy))
         for name in chosen:
-            if policies.registry.is_policy_spec(name):  # a user's class: check it imports and builds now
+            if policies.common.registry.is_policy_spec(name):  # a user's class: check it imports and builds now
                 try:
-                    policies.registry.load_policy_spec(name)
-                except policies.registry.PolicySpecError as exc:
+                    policies.common.registry.load_policy_spec(name)
+                except policies.PolicySpecError as exc:
                     return cli.fail(exc)
             elif name not in names:
                 try:
@@ -126,11 +143,11 @@ def main(argv=None) -> int:
                     return 2
     kwargs = {}
     if args.checkpoint_dir is not None:
-        from policies.learned import LEARNED_POLICIES, PAPER_SUFFIX
+        from policies.dlm.architectures import ARCHITECTURES, PAPER_SUFFIX
 
         for name in chosen:
             arch = name.removesuffix(PAPER_SUFFIX)
-            if arch in LEARNED_POLICIES:
+            if arch in ARCHITECTURES:
                 path = args.checkpoint_dir / f"{arch}{PAPER_SUFFIX}.pt"
                 if not path.exists():
                     print(f"error: --checkpoint-dir has no {path.name} for {name}", file=sys.stderr)
@@ -138,10 +155,10 @@ def main(argv=None) -> int:
                 kwargs[name] = {"checkpoint": str(path)}
 
     if args.plot is not None:
-        from policies.models import CHECKPOINT_DIR
-        from policies.report import plot_learning_curves
+        from policies.common.figures import plot_learning_curves
+        from policies.common.paths import CHECKPOINT_DIR
 
-        stems = [policies.registry.alias_target(n) or n for n in chosen]
+        stems = [policies.common.registry.alias_target(n) or n for n in chosen]
         logs = [CHECKPOINT_DIR / f"{n}_log.csv" for n in stems if (CHECKPOINT_DIR / f"{n}_log.csv").exists()]
         if not logs:
             print(f"error: no training log for {', '.join(chosen)} in {CHECKPOINT_DIR}", file=sys.stderr)
@@ -163,21 +180,32 @@ def main(argv=None) -> int:
 
     first_split, first_tasks = next(iter(sets.items()))
     if args.compare is not None and args.compare_task >= len(first_tasks):
-        print(f"error: --compare-task {args.compare_task} is out of range: {first_split} has {len(first_tasks)} tasks "
-              f"(0 to {len(first_tasks) - 1})", file=sys.stderr)
+        print(
+            f"error: --compare-task {args.compare_task} is out of range: {first_split} has {len(first_tasks)} tasks "
+            f"(0 to {len(first_tasks) - 1})",
+            file=sys.stderr,
+        )
         return 2
 
     try:
-        rows, raw = compare(chosen, sets, progress=not args.no_progress, record=args.gif is not None,
-                            workers=args.workers, policy_kwargs=kwargs)
+        rows, raw = compare(
+            chosen,
+            sets,
+            progress=not args.no_progress,
+            record=args.gif is not None,
+            workers=args.workers,
+            policy_kwargs=kwargs,
+        )
     except (policies.CheckpointError, *cli.USER_ERRORS) as exc:  # a damaged or wrong-kind checkpoint
         return cli.fail(exc)
     print(format_table(rows))
     if args.json is not None:
         payload = {
-            "meta": {**results_metadata(sets, generated_seed=args.seed if generated else None),
-                     "command": "python examples/evaluate.py " + " ".join(sys.argv[1:] if argv is None else argv),
-                     "checkpoints": {name: kw["checkpoint"] for name, kw in kwargs.items()}},
+            "meta": {
+                **results_metadata(sets, generated_seed=args.seed if generated else None),
+                "command": "python examples/evaluate.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                "checkpoints": {name: kw["checkpoint"] for name, kw in kwargs.items()},
+            },
             "results": rows,
             "neighbours": [d for split in sets for d in neighbour_differences(rows, split)],
             "tasks": {split: [t.name for t in tasks] for split, tasks in sets.items()},
@@ -189,14 +217,18 @@ def main(argv=None) -> int:
         print(f"wrote {args.json}")
     if args.gif is not None:
         args.gif.mkdir(parents=True, exist_ok=True)
-        for (name, split), results in raw.items():
+        for (name, _split), results in raw.items():
             for r in results:
-                write_gif(args.gif / f"{_file_stem(name)}_{_file_stem(r.task_name)}.gif", r.frames,
-                          f"{name}   loss {r.loss:.3g} cm^2")
+                write_gif(
+                    args.gif / f"{_file_stem(name)}_{_file_stem(r.task_name)}.gif",
+                    r.frames,
+                    f"{name}   loss {r.loss:.3g} cm^2",
+                )
         print(f"wrote GIFs to {args.gif}/")
     if args.compare is not None:
-        from policies.registry import make_policy_or_spec
-        from policies.report import CEILING, compare_grid
+        from policies.common.figures import compare_grid
+        from policies.common.registry import make_policy_or_spec
+        from policies.common.report import CEILING
 
         task = first_tasks[args.compare_task]
         episodes = {}
@@ -206,9 +238,12 @@ def main(argv=None) -> int:
                 episodes[name] = policies.rollout(policy, task, record=True)
         except (policies.CheckpointError, *cli.USER_ERRORS) as exc:
             return cli.fail(exc)
-        out = compare_grid(episodes, args.compare,
-                           title=f"{first_split} task {args.compare_task} ({task.name}): simulated object, "
-                           "target poses as ghosts (the keyframe's own bold), fingers")
+        out = compare_grid(
+            episodes,
+            args.compare,
+            title=f"{first_split} task {args.compare_task} ({task.name}): simulated object, "
+            "target poses as ghosts (the keyframe's own bold), fingers",
+        )
         print(f"wrote {out}")
     return 0
 

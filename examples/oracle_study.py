@@ -57,8 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_CANDIDATES_PER_FACET,
         help=f"K, candidate contact points per facet (default {DEFAULT_CANDIDATES_PER_FACET})",
     )
-    parser.add_argument("--time-limit", type=float, default=60.0, help="enumeration time limit per task, s (default 60)")
-    parser.add_argument("--scip-time-limit", type=float, default=300.0, help="SCIP time limit per task, s (default 300)")
+    parser.add_argument(
+        "--time-limit", type=float, default=60.0, help="enumeration time limit per task, s (default 60)"
+    )
+    parser.add_argument(
+        "--scip-time-limit", type=float, default=300.0, help="SCIP time limit per task, s (default 300)"
+    )
     parser.add_argument("--rel-gap", type=float, default=1e-4, help="SCIP relative gap (default 1e-4)")
     args = parser.parse_args(argv)
 
@@ -126,12 +130,26 @@ def main(argv: list[str] | None = None) -> int:
                 (group, len(common), same_status, len(both), same_contacts, f"{max(rel):.1e}" if rel else "-")
             )
 
-    header = ("facets", "backend", "tasks", "feasible", "optimal", "gap", "infeas", "timeout", "median s", "p90 s", "max s")
+    header = (
+        "facets",
+        "backend",
+        "tasks",
+        "feasible",
+        "optimal",
+        "gap",
+        "infeas",
+        "timeout",
+        "median s",
+        "p90 s",
+        "max s",
+    )
     print(f"\nK = {args.candidates_per_facet} candidates per facet, seeds from {args.seed}")
     print_table(header, rows)
     if agreements:
         print()
-        print_table(("facets", "compared", "same status", "both feasible", "same contacts", "max rel cost diff"), agreements)
+        print_table(
+            ("facets", "compared", "same status", "both feasible", "same contacts", "max rel cost diff"), agreements
+        )
     return 0
 
 

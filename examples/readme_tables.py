@@ -27,8 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-FLOOR = "oracle (floor)"
-LEARNED = ("dlm_paper", "cvx_paper", "mdr_paper", "nn_paper", "nnm_paper")
+from policies.common.report import FLOOR
+from policies.dlm.architectures import ARCHITECTURES, PAPER_SUFFIX
+
+LEARNED = tuple(name + PAPER_SUFFIX for name in ARCHITECTURES)
 
 
 def _load(path: Path) -> dict:
@@ -51,10 +53,16 @@ def table1(payload: dict) -> str:
     splits = list(dict.fromkeys(r["split"] for r in rows))
     cell = {(r["policy"], r["split"]): r for r in rows}
     order_split = next((s for s in ("family_xl", "family") if s in splits), splits[0])
-    names = sorted({r["policy"] for r in rows}, key=lambda p: cell.get((p, order_split), {"loss_mean": np.inf})["loss_mean"])
+    names = sorted(
+        {r["policy"] for r in rows}, key=lambda p: cell.get((p, order_split), {"loss_mean": np.inf})["loss_mean"]
+    )
     label = {FLOOR: "oracle (floor)", "noop": "noop (ceiling)"}
-    out = ["| policy | " + " | ".join(f"{s} ({cell[(names[0], s)]['n'] if (names[0], s) in cell else '?'})" for s in splits) + " |",
-           "|---|" + "---|" * len(splits)]
+    out = [
+        "| policy | "
+        + " | ".join(f"{s} ({cell[(names[0], s)]['n'] if (names[0], s) in cell else '?'})" for s in splits)
+        + " |",
+        "|---|" + "---|" * len(splits),
+    ]
     for p in names:
         out.append(f"| {label.get(p, p)} | " + " | ".join(_cell(cell.get((p, s))) for s in splits) + " |")
     return "\n".join(out)
@@ -68,7 +76,8 @@ def _diff(d: dict) -> str:
 def resolved(payload: dict) -> str:
     rows = payload["results"]
     splits = [s for s in dict.fromkeys(r["split"] for r in rows) if s.endswith("_xl")] or list(
-        dict.fromkeys(r["split"] for r in rows))
+        dict.fromkeys(r["split"] for r in rows)
+    )
     out = ["| split | policy | vs noop | vs next better (ranked by mean) |", "|---|---|---|---|"]
     for split in splits:
         steps = {d["worse"]: d for d in payload.get("neighbours", []) if d["split"] == split}
@@ -84,7 +93,11 @@ def seeds(payloads: list[dict]) -> str:
     per_seed = []
     for payload in payloads:
         per_seed.append({(r["policy"], r["split"]): r for r in payload["results"]})
-    splits = [s for s in dict.fromkeys(r["split"] for r in payloads[0]["results"]) if s.endswith("_xl") or s in ("test", "family")]
+    splits = [
+        s
+        for s in dict.fromkeys(r["split"] for r in payloads[0]["results"])
+        if s.endswith("_xl") or s in ("test", "family")
+    ]
     splits = [s for s in splits if all(("dlm_paper", s) in c for c in per_seed)]
     if not splits:
         raise SystemExit("error: the --seeds files hold no dlm_paper results on a shared split")
@@ -99,9 +112,14 @@ def seeds(payloads: list[dict]) -> str:
             continue
         out.append(f"| {p} | " + " | ".join(fmt([c[(p, s)]["loss_mean"] for c in per_seed]) for s in splits) + " |")
     if all(("nn_paper", splits[0]) in c for c in per_seed):
-        out.append("| dlm_paper / nn_paper | " + " | ".join(
-            fmt([c[("dlm_paper", s)]["loss_mean"] / c[("nn_paper", s)]["loss_mean"] for c in per_seed], 2) for s in splits
-        ) + " |")
+        out.append(
+            "| dlm_paper / nn_paper | "
+            + " | ".join(
+                fmt([c[("dlm_paper", s)]["loss_mean"] / c[("nn_paper", s)]["loss_mean"] for c in per_seed], 2)
+                for s in splits
+            )
+            + " |"
+        )
     out.append("| noop | " + " | ".join(f"{per_seed[0][('noop', s)]['loss_mean']:.2f}" for s in splits) + " |")
     return "\n".join(out)
 
@@ -111,14 +129,16 @@ def exploit(figures: dict) -> str:
         d = figures[key]
         return f"{d['mean']:.2f} [{d['ci_low']:.2f}, {d['ci_high']:.2f}]"
 
-    return "\n".join([
-        f"| on {figures['tasks']} {figures['split']} tasks (cm^2, mean [95% CI]) | loss |",
-        "|---|---|",
-        f"| interior-finger script (both fingers inside the object, 4.9 N up) | {f('interior')} |",
-        f"| the same points moved onto the surface at the target poses | {f('surface')} |",
-        f"| paired difference, interior - surface | {f('interior_minus_surface')} |",
-        f"| noop | {f('noop')} |",
-    ])
+    return "\n".join(
+        [
+            f"| on {figures['tasks']} {figures['split']} tasks (cm^2, mean [95% CI]) | loss |",
+            "|---|---|",
+            f"| interior-finger script (both fingers inside the object, 4.9 N up) | {f('interior')} |",
+            f"| the same points moved onto the surface at the target poses | {f('surface')} |",
+            f"| paired difference, interior - surface | {f('interior_minus_surface')} |",
+            f"| noop | {f('noop')} |",
+        ]
+    )
 
 
 def update(readme: Path, blocks: dict[str, str]) -> None:
@@ -127,7 +147,7 @@ def update(readme: Path, blocks: dict[str, str]) -> None:
         pattern = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(<!-- END {name} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"error: {readme} has no '<!-- BEGIN {name} -->' ... '<!-- END {name} -->' block")
-        text = pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+        text = pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)  # noqa: B023  (used at once)
     from dlm_gym.atomic import atomic_write
 
     with atomic_write(readme, "w") as handle:
@@ -136,14 +156,35 @@ def update(readme: Path, blocks: dict[str, str]) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--results", type=Path, required=True, metavar="JSON",
-                   help="an evaluate.py --json file with every policy (table1 and resolved)")
-    p.add_argument("--seeds", type=Path, nargs="+", default=None, metavar="JSON",
-                   help="one evaluate.py --json file per training seed of the learned policies (the seeds block)")
-    p.add_argument("--exploit", type=Path, default=None, metavar="JSON",
-                   help="the figures of examples/exploit_check.py --json (the exploit block)")
-    p.add_argument("--update", type=Path, default=None, metavar="README",
-                   help="rewrite the marked blocks of this file instead of printing them")
+    p.add_argument(
+        "--results",
+        type=Path,
+        required=True,
+        metavar="JSON",
+        help="an evaluate.py --json file with every policy (table1 and resolved)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="one evaluate.py --json file per training seed of the learned policies (the seeds block)",
+    )
+    p.add_argument(
+        "--exploit",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="the figures of examples/exploit_check.py --json (the exploit block)",
+    )
+    p.add_argument(
+        "--update",
+        type=Path,
+        default=None,
+        metavar="README",
+        help="rewrite the marked blocks of this file instead of printing them",
+    )
     args = p.parse_args(argv)
     for path in [args.results, *(args.seeds or []), *([args.exploit] if args.exploit else [])]:
         if not path.is_file():

@@ -74,20 +74,31 @@ def split_or_none(text: str) -> str | None:
 def main(argv=None) -> int:
     p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--episodes", type=cli.positive_int, default=10_000, help="episodes to play (default: 10000)")
-    p.add_argument("--every", type=cli.positive_int, default=1_000, metavar="N",
-                   help="print the RSS every N episodes (default: 1000)")
+    p.add_argument(
+        "--every",
+        type=cli.positive_int,
+        default=1_000,
+        metavar="N",
+        help="print the RSS every N episodes (default: 1000)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the tasks and actions (default: 0)")
     p.add_argument("--render", action="store_true", help="also draw the rgb_array view after every step")
-    p.add_argument("--split", type=split_or_none, default="train",
-                   help="replay tasks of this split every other episode (default: train); 'none' for generated only")
+    p.add_argument(
+        "--split",
+        type=split_or_none,
+        default="train",
+        help="replay tasks of this split every other episode (default: train); 'none' for generated only",
+    )
     args = p.parse_args(argv)
     try:
         reports = soak(args.episodes, args.every, args.seed, args.render, args.split)
     except cli.USER_ERRORS as exc:
         return cli.fail(exc)
     (first_episode, first), (last_episode, last) = reports[0], reports[-1]
-    print(f"RSS {first:.1f} MiB after {first_episode} episodes, {last:.1f} MiB after {last_episode}: "
-          f"{last - first:+.1f} MiB")
+    print(
+        f"RSS {first:.1f} MiB after {first_episode} episodes, {last:.1f} MiB after {last_episode}: "
+        f"{last - first:+.1f} MiB"
+    )
     return 0
 
 

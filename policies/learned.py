@@ -9,25 +9,15 @@ import numpy as np
 import torch
 
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
-from policies.base import OpenLoopPolicy
-from policies.models import CHECKPOINT_DIR, CheckpointKindError, load_checkpoint
-from policies.networks import video_to_tensor
-from policies.registry import register_policy
+from policies.common.base import OpenLoopPolicy
+from policies.common.errors import CheckpointKindError
+from policies.common.paths import CHECKPOINT_DIR
+from policies.common.registry import register_policy
+from policies.dlm.architectures import ARCHITECTURES, PAPER_SUFFIX
+from policies.dlm.models import load_checkpoint
+from policies.dlm.networks import video_to_tensor
 
-__all__ = ["LearnedPolicy", "LEARNED_POLICIES"]
-
-LEARNED_POLICIES = {
-    "nn": "encoder + MLP to actions, trained on L_NN",
-    "nnm": "NN fine-tuned on L_sim over the finetune split",
-    "mdr": "mechanical derendering trained on L_P; the QP solves for actions",
-    "cvx": "MDR then trained through the QP on L_QP",
-    "dlm": "CVX then fine-tuned on L_sim over the finetune split",
-}
-
-
-PAPER_SUFFIX = "_paper"
-"""Checkpoints trained on the paper's 20 training tasks are the ``<name>_paper`` zoo members; until the
-large-data models ship, the plain names are aliases of them."""
+__all__ = ["LearnedPolicy"]
 
 
 class LearnedPolicy(OpenLoopPolicy):
@@ -66,11 +56,11 @@ def _factory(name: str, architecture: str):
     def make(checkpoint: str | Path | None = None, config: SceneConfig = DEFAULT_CONFIG) -> LearnedPolicy:
         return LearnedPolicy(name, checkpoint, config)
 
-    make.__doc__ = f"{name}: {LEARNED_POLICIES[architecture]} (20 training tasks, the paper's protocol)."
+    make.__doc__ = f"{name}: {ARCHITECTURES[architecture].summary} (20 training tasks, the paper's protocol)."
     return make
 
 
-for _name in LEARNED_POLICIES:
+for _name in ARCHITECTURES:
     register_policy(_name + PAPER_SUFFIX)(_factory(_name + PAPER_SUFFIX, _name))
     # an alias of <name>_paper until the large-data models ship
     register_policy(_name, alias_of=_name + PAPER_SUFFIX)(_factory(_name, _name))

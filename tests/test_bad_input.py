@@ -7,6 +7,7 @@ The command-line cases are in ``test_cli_errors.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 import zipfile
@@ -26,9 +27,9 @@ from dlm_gym.datasets import DATA_DIR, DatasetError, add_checksum, array_checksu
 from dlm_gym.envs.video_planar_manip import VideoPlanarManipEnv
 from dlm_gym.geometry import circumradius, lowest_height, signed_area, validate_polygon
 from dlm_gym.task import CIRCUMRADIUS_RANGE, VIEW
-from policies.models import (
-    CheckpointError,
-    CheckpointKindError,
+from policies import CheckpointError, CheckpointKindError
+from policies.common.paths import CHECKPOINT_DIR
+from policies.dlm.models import (
     NNNet,
     add_content_hash,
     content_hash,
@@ -109,8 +110,13 @@ def test_any_polygon_is_a_task_or_an_invalid_polygon_error(polygon):
 
 
 @FAST
-@given(arrays(np.float64, st.tuples(st.integers(0, 7), st.integers(2, 4)), elements=st.one_of(
-    st.floats(-0.5, 0.8), st.floats(allow_nan=True, allow_infinity=True))))
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(0, 7), st.integers(2, 4)),
+        elements=st.one_of(st.floats(-0.5, 0.8), st.floats(allow_nan=True, allow_infinity=True)),
+    )
+)
 def test_any_trajectory_is_a_task_or_a_value_error(trajectory):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -214,10 +220,18 @@ def test_numpy_integer_indices_play_that_task(env, index):
 
 
 @settings(max_examples=30, deadline=None, database=None)
-@given(st.one_of(
-    st.integers(-30, 30), st.integers(-30, 30).map(np.int64), st.integers(0, 30).map(np.uint16),
-    st.floats(), st.floats().map(np.float64), st.booleans(), st.text(max_size=2), st.none(),
-))
+@given(
+    st.one_of(
+        st.integers(-30, 30),
+        st.integers(-30, 30).map(np.int64),
+        st.integers(0, 30).map(np.uint16),
+        st.floats(),
+        st.floats().map(np.float64),
+        st.booleans(),
+        st.text(max_size=2),
+        st.none(),
+    )
+)
 def test_any_index_plays_its_task_or_raises(env, index):
     options = {"split": "train", "index": index}
     if _int_like(index) and 0 <= index < TRAIN_SIZE:
@@ -232,8 +246,11 @@ def test_any_index_plays_its_task_or_raises(env, index):
 
 
 @settings(max_examples=20, deadline=None, database=None)
-@given(st.one_of(st.integers(), st.floats(), st.booleans(), st.lists(st.text(max_size=3), max_size=2),
-                 st.binary(max_size=3)))
+@given(
+    st.one_of(
+        st.integers(), st.floats(), st.booleans(), st.lists(st.text(max_size=3), max_size=2), st.binary(max_size=3)
+    )
+)
 def test_any_non_string_split_is_a_type_error(env, split):
     with pytest.raises(TypeError, match=r"options\['split'\]"):
         env.reset(options={"split": split})
@@ -272,7 +289,10 @@ SPLIT_DAMAGE = {
     "format_version_str": (_set("format_version", lambda x: np.array("one")), "format_version.*scalar integer"),
     "format_version_shape": (_set("format_version", lambda x: np.array([1, 1])), "format_version.*shape \\(2,\\)"),
     "format_version_float": (_set("format_version", lambda x: np.array(1.5)), "format_version.*float64"),
-    "trajectory_T4": (_set("trajectory", lambda x: x[:, :4]), r"'trajectory' has shape \(20, 4, 3\), expected \(20, 5, 3\)"),
+    "trajectory_T4": (
+        _set("trajectory", lambda x: x[:, :4]),
+        r"'trajectory' has shape \(20, 4, 3\), expected \(20, 5, 3\)",
+    ),
     "video_float": (_set("video", lambda x: x.astype(np.float32)), "'video' has dtype float32, expected uint8"),
     "video_nan": (_set("video", _nan_first), "'video' has dtype float64, expected uint8"),
     "video_10x10": (_set("video", lambda x: x[:, :, :10, :10]), r"'video' has shape .*expected \(20, 5, 50, 50, 3\)"),
@@ -284,10 +304,16 @@ SPLIT_DAMAGE = {
     "param_wrong_T": (_set("param/jacobian", lambda x: x[:, :3]), r"'param/jacobian' has shape \(20, 3, 3, 8\)"),
     "meta_list": (_set("meta", lambda x: np.array("[1, 2]")), "'meta' must be a JSON object, got a JSON list"),
     "zero_tasks": (_zero_tasks, "no tasks"),
-    "n_vertices_minus1": (_set("n_vertices", lambda x: np.full_like(x, -1)), "'n_vertices' is -1 for task 0, expected 3 to 6"),
+    "n_vertices_minus1": (
+        _set("n_vertices", lambda x: np.full_like(x, -1)),
+        "'n_vertices' is -1 for task 0, expected 3 to 6",
+    ),
     # and their neighbours
     "oracle_cost_nan": (_set("oracle_cost", _nan_first), "'oracle_cost' has NaN or inf"),
-    "oracle_solve_s_inf": (_set("oracle_solve_s", lambda x: np.full_like(x, np.inf)), "'oracle_solve_s' has NaN or inf"),
+    "oracle_solve_s_inf": (
+        _set("oracle_solve_s", lambda x: np.full_like(x, np.inf)),
+        "'oracle_solve_s' has NaN or inf",
+    ),
     "oracle_loss_negative": (_set("oracle_loss", lambda x: -np.ones_like(x)), "'oracle_loss' has a negative entry"),
     "polygon_nan": (_set("polygon", _nan_first), "'polygon' has NaN or inf"),
     "n_vertices_too_many": (_set("n_vertices", lambda x: np.full_like(x, 7)), "'n_vertices' is 7 .*expected 3 to 6"),
@@ -336,8 +362,15 @@ def test_load_split_refuses_a_non_string_name():
 def _small_split(path: Path, n: int = 3) -> Path:
     src = load_split("train")
     return save_split(
-        path, src.tasks[:n], src.videos[:n], src.commands[:n], src.oracle_cost[:n], src.oracle_solve_s[:n],
-        src.oracle_loss[:n], {k: v[:n] for k, v in src.params.items()}, {"note": "test"},
+        path,
+        src.tasks[:n],
+        src.videos[:n],
+        src.commands[:n],
+        src.oracle_cost[:n],
+        src.oracle_solve_s[:n],
+        src.oracle_loss[:n],
+        {k: v[:n] for k, v in src.params.items()},
+        {"note": "test"},
     )
 
 
@@ -397,8 +430,17 @@ def test_save_split_refuses_content_that_would_not_load(tmp_path):
     commands = src.commands[:2].copy()
     commands[0, 0, 0, 0] = np.nan
     with pytest.raises(DatasetError, match="'commands' has NaN"):
-        save_split(tmp_path / "bad.npz", src.tasks[:2], src.videos[:2], commands, src.oracle_cost[:2],
-                   src.oracle_solve_s[:2], src.oracle_loss[:2], {}, {})
+        save_split(
+            tmp_path / "bad.npz",
+            src.tasks[:2],
+            src.videos[:2],
+            commands,
+            src.oracle_cost[:2],
+            src.oracle_solve_s[:2],
+            src.oracle_loss[:2],
+            {},
+            {},
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -421,8 +463,12 @@ def test_an_interrupted_save_leaves_the_old_split_intact(tmp_path, monkeypatch):
 def tiny_nn(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("ckpt") / "nn_tiny.pt"
-    return save_checkpoint(NNNet(latent_dim=8, lstm_layers=1).eval(), out, policy="nn",
-                           command=f"python examples/train.py --policy nn --out {out}")
+    return save_checkpoint(
+        NNNet(latent_dim=8, lstm_layers=1).eval(),
+        out,
+        policy="nn",
+        command=f"python examples/train.py --policy nn --out {out}",
+    )
 
 
 def _first_weight(payload) -> str:
@@ -433,6 +479,7 @@ def _without_hash(fn):
     def mutate(p):
         p.pop("content_hash")
         fn(p)
+
     return mutate
 
 
@@ -440,17 +487,24 @@ def _set_weight(value_fn):
     def mutate(p):
         key = _first_weight(p)
         p["state_dict"][key] = value_fn(p["state_dict"][key])
+
     return mutate
 
 
 CHECKPOINT_DAMAGE = {
     # the reproducers
     "missing_hparams": (lambda p: p.pop("hparams"), "'hparams' must be a dict"),  # was KeyError
-    "latent_dim_str": (lambda p: p["hparams"].update(latent_dim="75"), r"hparams\['latent_dim'\] must be a positive integer"),
+    "latent_dim_str": (
+        lambda p: p["hparams"].update(latent_dim="75"),
+        r"hparams\['latent_dim'\] must be a positive integer",
+    ),
     "latent_dim_negative": (lambda p: p["hparams"].update(latent_dim=-1), r"hparams\['latent_dim'\]"),
     "lstm_layers_float": (lambda p: p["hparams"].update(lstm_layers=1.5), r"hparams\['lstm_layers'\]"),
     "lstm_layers_zero": (lambda p: p["hparams"].update(lstm_layers=0), r"hparams\['lstm_layers'\]"),
-    "state_dict_list": (lambda p: p.update(state_dict=[1, 2]), "'state_dict' must map names to tensors"),  # was TypeError
+    "state_dict_list": (
+        lambda p: p.update(state_dict=[1, 2]),
+        "'state_dict' must map names to tensors",
+    ),  # was TypeError
     # and their neighbours
     "hparams_extra_key": (lambda p: p["hparams"].update(width=3), "'hparams' has keys"),
     "lstm_layers_bool": (lambda p: p["hparams"].update(lstm_layers=True), r"hparams\['lstm_layers'\]"),
@@ -532,7 +586,7 @@ def test_the_zoo_has_one_checkpoint_error():
     assert policies.CheckpointError is CheckpointError is ppo.CheckpointError
 
 
-PPO_ZIP = Path(policies.rl.ppo.DEFAULT_CHECKPOINT)
+PPO_ZIP = CHECKPOINT_DIR / "ppo.zip"
 
 
 def _ppo_data() -> dict:
@@ -559,14 +613,16 @@ def test_malformed_ppo_data_raises_checkpoint_error(tmp_path, data, message):
     with zipfile.ZipFile(PPO_ZIP) as src, zipfile.ZipFile(path, "w") as dst:
         for item in src.infolist():
             dst.writestr(item, data if item.filename == "data" else src.read(item.filename))
+    from policies.rl import ppo
+
     with pytest.raises(CheckpointError, match=message) as err:
-        policies.rl.ppo.load_ppo_model(path)
+        ppo.load_ppo_model(path)
     assert "bad_data.zip" in str(err.value) and "examples/train.py --policy ppo" in str(err.value)
 
 
 # ------------------------------------------------------------------ training logs
 def test_an_interrupted_training_run_keeps_the_previous_log(tmp_path, monkeypatch):
-    import policies.train_learned as train_learned
+    import policies.dlm.trainer as train_learned
 
     out = tmp_path / "mdr.pt"
     log = tmp_path / "mdr_log.csv"
@@ -578,8 +634,10 @@ def test_an_interrupted_training_run_keeps_the_previous_log(tmp_path, monkeypatc
 
     monkeypatch.setattr(train_learned, "train_stage", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train_learned.train_policy("mdr", out_path=out, iterations=1, latent_dim=8, lstm_layers=1, progress=False,
-                                   threads=1)
+        config = dataclasses.replace(
+            train_learned.DEFAULT, policy="mdr", out=str(out), iterations=1, latent_dim=8, lstm_layers=1, threads=1
+        )
+        train_learned.train_policy(config, progress=False)
     assert log.read_text() == "stage,iteration\nL_P,1000\n"
     assert out.read_bytes() == b"the previous checkpoint"
     assert (tmp_path / "mdr_log.csv.partial").exists()  # the interrupted curve, kept aside for a look
@@ -587,6 +645,7 @@ def test_an_interrupted_training_run_keeps_the_previous_log(tmp_path, monkeypatc
 
 def test_an_interrupted_ppo_run_keeps_the_previous_log_and_checkpoint(tmp_path, monkeypatch):
     from policies.rl import ppo
+    from policies.rl.callbacks import LearningCurveCallback
 
     out, log = tmp_path / "ppo.zip", tmp_path / "ppo_log.csv"
     out.write_bytes(b"the previous checkpoint")
@@ -595,9 +654,15 @@ def test_an_interrupted_ppo_run_keeps_the_previous_log_and_checkpoint(tmp_path, 
     def interrupted(self):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ppo._LearningCurve, "_on_rollout_end", interrupted)
+    monkeypatch.setattr(LearningCurveCallback, "_on_rollout_end", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        ppo.train_ppo(64, out_path=out, n_envs=1, hyperparams={"n_steps": 32, "batch_size": 32, "n_epochs": 1},
-                      n_val_tasks=0, progress=False)
+        ppo.train_ppo(
+            64,
+            out_path=out,
+            n_envs=1,
+            hyperparams={"n_steps": 32, "batch_size": 32, "n_epochs": 1},
+            n_val_tasks=0,
+            progress=False,
+        )
     assert log.read_text() == "timesteps\n196608\n"
     assert out.read_bytes() == b"the previous checkpoint"

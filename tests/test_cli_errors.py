@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from dlm_gym import cli
-from policies.models import NNNet, save_checkpoint
+from policies.dlm.models import NNNet, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--iterations", "1", "--latent-dim", "8", "--lstm-layers", "1", "--no-progress", "--threads", "1"]
@@ -34,8 +34,15 @@ def files(tmp_path_factory) -> dict[str, Path]:
     corrupt.write_bytes(b"PK\x03\x04 not really a zip")
     folder = tmp / "folder"
     folder.mkdir()
-    return {"nn": nn_ckpt, "truncated": truncated, "regular": regular, "corrupt": corrupt, "folder": folder,
-            "missing": tmp / "missing.pt", "out": tmp / "out" / "x.pt"}
+    return {
+        "nn": nn_ckpt,
+        "truncated": truncated,
+        "regular": regular,
+        "corrupt": corrupt,
+        "folder": folder,
+        "missing": tmp / "missing.pt",
+        "out": tmp / "out" / "x.pt",
+    }
 
 
 CASES = {
@@ -50,6 +57,9 @@ CASES = {
     "train --lr -1": ("train", ["--policy", "mdr", "--lr", "-1"], "--lr"),
     "train --weight-decay inf": ("train", ["--policy", "mdr", "--weight-decay", "inf"], "--weight-decay"),
     "train --grad-clip nan": ("train", ["--policy", "mdr", "--grad-clip", "nan"], "'none'"),
+    "train --eval-splits unknown name": ("train", ["--policy", "mdr", "--eval-splits", "nosuch"], "no split named"),
+    "train --eval-every 0": ("train", ["--policy", "mdr", "--eval-every", "0"], "--eval-every"),
+    "train --seed -1": ("train", ["--policy", "mdr", "--seed", "-1"], "--seed"),
     "train --out under a file": ("train", ["--policy", "mdr", "--out", "{regular}/x.pt"], "is a file"),
     "train --out a directory": ("train", ["--policy", "mdr", "--out", "{folder}"], "is a directory"),
     "train no --policy": ("train", [], "--policy is required"),
@@ -77,7 +87,10 @@ def test_user_errors_are_one_line_and_exit_code_2(files, case):
         argv += ["--out", str(files["folder"])]
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples" / f"{script}.py"), *argv],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, proc.stderr[-2000:]
@@ -89,13 +102,21 @@ def test_user_errors_are_one_line_and_exit_code_2(files, case):
 @pytest.mark.parametrize(
     "parse, text, ok",
     [
-        (cli.positive_int, "3", 3), (cli.positive_int, "0", None), (cli.positive_int, "2.5", None),
-        (cli.non_negative_int, "0", 0), (cli.non_negative_int, "-1", None),
-        (cli.finite_float, "-2", -2.0), (cli.finite_float, "inf", None),
-        (cli.finite_positive_float, "1e-4", 1e-4), (cli.finite_positive_float, "nan", None),
-        (cli.finite_positive_float, "0", None), (cli.finite_non_negative_float, "0", 0.0),
-        (cli.finite_non_negative_float, "-0.1", None), (cli.split_name_or_file, "train", "train"),
-        (cli.split_name_or_file, "nosuch", None), (cli.split_name_or_file, "/nonexistent/x.npz", None),
+        (cli.positive_int, "3", 3),
+        (cli.positive_int, "0", None),
+        (cli.positive_int, "2.5", None),
+        (cli.non_negative_int, "0", 0),
+        (cli.non_negative_int, "-1", None),
+        (cli.finite_float, "-2", -2.0),
+        (cli.finite_float, "inf", None),
+        (cli.finite_positive_float, "1e-4", 1e-4),
+        (cli.finite_positive_float, "nan", None),
+        (cli.finite_positive_float, "0", None),
+        (cli.finite_non_negative_float, "0", 0.0),
+        (cli.finite_non_negative_float, "-0.1", None),
+        (cli.split_name_or_file, "train", "train"),
+        (cli.split_name_or_file, "nosuch", None),
+        (cli.split_name_or_file, "/nonexistent/x.npz", None),
     ],
 )
 def test_argument_types(parse, text, ok):

@@ -177,3 +177,96 @@ def test_miqp_policy_replans_the_stored_labels_on_every_split():
         assert policy.last_plan.ok
         assert np.allclose(policy.last_plan.commands(), split.commands[0], atol=1e-6)
         assert result.loss == split.oracle_loss[0]  # the floor a table shows is what miqp scores
+
+
+# ------------------------------------------------------------ Split as a sequence
+
+
+def test_a_split_is_a_sequence_of_items(tmp_path):
+    from dlm_gym.datasets import SplitItem
+
+    path, tasks = _tiny_split(tmp_path / "seq.npz")
+    split = load_split(str(path))
+    item = split[1]
+    assert isinstance(item, SplitItem)
+    assert item.task == tasks[1] and item.task.name == "seq/1" and item.seed == 1
+    assert np.array_equal(item.video, split.videos[1]) and item.video.dtype == np.uint8
+    assert item.video.shape == split.videos.shape[1:] and item.commands.shape == split.commands.shape[1:]
+    assert np.array_equal(item.params["trajectory"], split.params["trajectory"][1])
+    assert item.oracle_loss == split.oracle_loss[1] and item.oracle_cost == split.oracle_cost[1] == 1.0
+    assert split[-1].task == tasks[2] and split[np.int64(-3)].task == tasks[0]
+    assert [it.task for it in split] == tasks and len(list(split)) == len(split) == 3
+    assert [it.seed for it in reversed(split)] == [2, 1, 0]
+
+
+def test_split_items_are_read_only_views():
+    split = load_split("family")
+    item = split[0]
+    with pytest.raises(ValueError, match="read-only"):
+        item.video[0, 0, 0, 0] = 1
+    with pytest.raises(ValueError, match="read-only"):
+        item.commands[0, 0, 0] = 1.0
+    with pytest.raises(TypeError):
+        item.params["jacobian"] = np.zeros(3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        item.seed = 3
+    assert np.shares_memory(item.video, split.videos)  # a view, no copy
+
+
+@pytest.mark.parametrize("bad", [3, -4, 100])
+def test_split_index_out_of_range_raises_index_error(tmp_path, bad):
+    path, _ = _tiny_split(tmp_path / "small.npz")
+    with pytest.raises(IndexError, match="'small' has 3 tasks; index -?[0-9]+ is out of range"):
+        load_split(str(path))[bad]
+
+
+@pytest.mark.parametrize("bad", [1.0, "0", True, None, (0,)])
+def test_split_index_of_another_type_raises_type_error(bad):
+    with pytest.raises(TypeError, match="integers or slices"):
+        load_split("train")[bad]
+
+
+def test_slicing_a_split_gives_a_split_of_views():
+    split = load_split("family")
+    part = split[5:11:2]
+    assert type(part) is dlm_gym.datasets.Split and len(part) == 3
+    assert part.name == "family" and part.meta == split.meta
+    assert [t.name for t in part.tasks] == ["family/5", "family/7", "family/9"]
+    assert np.array_equal(part.videos, split.videos[5:11:2]) and np.shares_memory(part.videos, split.videos)
+    assert np.array_equal(part.params["jacobian"], split.params["jacobian"][5:11:2])
+    assert np.array_equal(part.oracle_loss, split.oracle_loss[5:11:2])
+    assert part[1].task == split[7].task
+    assert len(split[100:]) == 0 and len(split[::-1]) == len(split)
+
+
+def test_take_picks_tasks_by_index():
+    split = load_split("train")
+    picked = split.take([4, -1, 4])
+    assert [t.name for t in picked.tasks] == ["train/4", "train/19", "train/4"]
+    assert np.array_equal(picked.commands, split.commands[[4, 19, 4]])
+    assert not np.shares_memory(picked.videos, split.videos)
+    with pytest.raises(IndexError, match="out of range"):
+        split.take([0, 20])
+    with pytest.raises(TypeError, match="integers"):
+        split.take([0.5])
+    assert len(split.take([])) == 0
+
+
+def test_the_columns_of_a_split_are_unchanged():
+    """The sequence protocol adds to Split; every attribute other code reads is still there, as before."""
+    split = load_split("test")
+    assert len(split.tasks) == len(split) == 40 and split.name == "test"
+    for name in ("videos", "commands", "oracle_cost", "oracle_solve_s", "oracle_loss"):
+        assert len(getattr(split, name)) == 40
+    assert set(split.params) >= {"jacobian", "trajectory"} and isinstance(split.meta, dict)
+    assert [f.name for f in dataclasses.fields(split)] == [
+        "name",
+        "tasks",
+        "videos",
+        "commands",
+        "oracle_cost",
+        "oracle_solve_s",
+        "oracle_loss",
+        "params",
+        "meta",
+    ]

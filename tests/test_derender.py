@@ -6,7 +6,8 @@ import pytest
 import dlm_gym
 import policies
 from dlm_gym.render import Renderer
-from policies.derender import DerenderError, estimate_task, object_coverage, outline_error, pose_errors
+from policies import DerenderError
+from policies.oracle.derender import estimate_task, object_coverage, outline_error, pose_errors
 
 
 def test_coverage_is_exact_on_pure_pixels():

@@ -29,7 +29,7 @@ def test_constant_force_free_motion_matches_the_model(square):
     traj = 0.5 * acc * t**2
     assert np.allclose(keyframe_accelerations(traj), acc, atol=1e-9)
     w = required_wrench(square, traj)
-    I = polar_moment(square, 1.0)
+    I = polar_moment(square, 1.0)  # noqa: E741  (the paper's symbol)
     assert np.allclose(w[:, 2], I * 3.0) and np.allclose(w[:, 1], -2.0 + 9.81)
 
 

@@ -91,8 +91,8 @@ def test_env_pickles_mid_episode():
     env.step(actions[1])
     clone = pickle.loads(pickle.dumps(env))
     for a in actions[2:]:
-        o1, r1, *_ , i1 = env.step(a)
-        o2, r2, *_ , i2 = clone.step(a)
+        o1, r1, *_, i1 = env.step(a)
+        o2, r2, *_, i2 = clone.step(a)
         # pymunk's pickle continues a space to ~1e-16 m, not bit for bit
         assert r1 == pytest.approx(r2, rel=1e-6, abs=1e-9) and np.abs(i1["pose"] - i2["pose"]).max() < 1e-6
     assert i1["object_trajectory_loss"] == pytest.approx(i2["object_trajectory_loss"], rel=1e-6)
@@ -282,8 +282,20 @@ def test_commanding_fingers_inside_the_object_is_no_longer_an_exploit(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, str(root / "examples" / "exploit_check.py"), "--split", "family",
-                          "--tasks", "16", "--json", str(tmp_path / "f.json")], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(root / "examples" / "exploit_check.py"),
+            "--split",
+            "family",
+            "--tasks",
+            "16",
+            "--json",
+            str(tmp_path / "f.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     f = json.loads((tmp_path / "f.json").read_text())
     inside, surface, noop = f["interior"]["mean"], f["surface"]["mean"], f["noop"]["mean"]

@@ -11,7 +11,7 @@ import pytest
 
 import policies
 from dlm_gym.datasets import load_split
-from policies.report import (
+from policies.common.figures import (
     GRID_CELL_PX,
     GRID_HEADER_PX,
     GRID_LABEL_PX,
@@ -46,32 +46,46 @@ def test_compare_grid_refuses_unrecorded_or_mixed_episodes(tmp_path):
     noop = policies.make_policy("noop")
     with pytest.raises(ValueError, match="record=True"):
         compare_grid({"noop": policies.rollout(noop, split.tasks[0])}, tmp_path / "x.png")
-    mixed = {"a": policies.rollout(noop, split.tasks[0], record=True),
-             "b": policies.rollout(noop, split.tasks[1], record=True)}
+    mixed = {
+        "a": policies.rollout(noop, split.tasks[0], record=True),
+        "b": policies.rollout(noop, split.tasks[1], record=True),
+    }
     with pytest.raises(ValueError, match="one task"):
         compare_grid(mixed, tmp_path / "x.png")
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, str(ROOT / "examples" / "evaluate.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "evaluate.py"), *args], capture_output=True, text=True, cwd=ROOT
+    )
 
 
+@pytest.mark.slow
 def test_evaluate_cli_compare_writes_the_grid(tmp_path):
-    out = run_cli("--policy", "random", "--split", "family", "--compare", str(tmp_path / "fig7.png"),
-                  "--compare-task", "3", "--no-progress")
+    out = run_cli(
+        "--policy",
+        "random",
+        "--split",
+        "family",
+        "--compare",
+        str(tmp_path / "fig7.png"),
+        "--compare-task",
+        "3",
+        "--no-progress",
+    )
     assert out.returncode == 0, out.stderr
     image = _png(tmp_path / "fig7.png")
     assert image.shape[0] == GRID_HEADER_PX + 2 * GRID_CELL_PX  # random and noop
-    out = run_cli("--policy", "random", "--split", "family", "--compare", str(tmp_path / "no.png"),
-                  "--compare-task", "999")
+    out = run_cli(
+        "--policy", "random", "--split", "family", "--compare", str(tmp_path / "no.png"), "--compare-task", "999"
+    )
     assert out.returncode == 2 and "--compare-task 999 is out of range" in out.stderr
 
 
 def test_learning_curves_share_axes_per_stage_with_reference_lines(tmp_path):
     import matplotlib.pyplot as plt
 
-    from policies.models import CHECKPOINT_DIR
+    from policies.common.paths import CHECKPOINT_DIR
 
     logs = [CHECKPOINT_DIR / f"{n}_paper_log.csv" for n in ("cvx", "nn", "dlm")] + [CHECKPOINT_DIR / "ppo_log.csv"]
     references = {"train": {"oracle": 1.5, "noop": 47.0}, "finetune": {"oracle": 1.3, "noop": 33.0}}

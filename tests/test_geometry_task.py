@@ -92,3 +92,135 @@ def test_sampled_trajectories_follow_appendix_a():
         assert np.abs(x - line).max() < 0.06  # 1 cm noise: 6 sigma
         turn = abs(task.trajectory[-1, 2] - task.trajectory[0, 2])
         assert turn <= np.pi / 4 + 1e-9
+
+
+# --- the hand-written simplicity checks against shapely (GEOS) -----------------------------
+#
+# validate_polygon decides what the task sampler accepts, so replacing it would change the
+# shipped tasks. These properties pin down how it relates to shapely instead: it never accepts
+# a polygon shapely calls invalid, and it rejects a valid one only inside its own tolerances
+# (a facet shorter than min_edge, an area below min_area, non-adjacent facets closer than its
+# orientation tolerance allows: 1e-12 m^2 over the facet's length, 1e-12 m for a 1 m facet).
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from dlm_gym.geometry import InvalidPolygonError as _Invalid  # noqa: E402
+
+_MIN_EDGE, _MIN_AREA = 1e-6, 1e-8  # validate_polygon's defaults
+_TOUCH = 1e-11
+"""m^2, ten times validate_polygon's orientation tolerance (1e-12 max(1, |v|^2)): facets whose gap
+times the shorter one's length is below it may be judged touching."""
+
+
+@pytest.fixture(scope="module")
+def shapely_lib():
+    return pytest.importorskip("shapely")
+
+
+def _accepted(vertices) -> bool:
+    try:
+        validate_polygon(vertices)
+    except _Invalid:
+        return False
+    return True
+
+
+def _shapely_valid(shapely, v: np.ndarray) -> bool:
+    return bool(shapely.Polygon(v).is_valid and shapely.LinearRing(v).is_simple)
+
+
+def _within_tolerances(shapely, v: np.ndarray) -> bool:
+    """True if a tolerance of validate_polygon applies: a short facet, a tiny area or a near-touch."""
+    n = len(v)
+    edges = np.roll(v, -1, axis=0) - v
+    if np.linalg.norm(edges, axis=1).min() < _MIN_EDGE or abs(signed_area(v)) < _MIN_AREA:
+        return True
+    lengths = np.linalg.norm(edges, axis=1)
+    tolerance = _TOUCH * max(1.0, float(np.abs(v).max()) ** 2)
+    facets = [shapely.LineString([v[i], v[(i + 1) % n]]) for i in range(n)]
+    return any(
+        facets[i].distance(facets[j]) * min(lengths[i], lengths[j]) < tolerance
+        for i in range(n)
+        for j in range(i + 2, n)
+        if not (i == 0 and j == n - 1)
+    )
+
+
+_grid = st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=3, max_size=8).map(
+    lambda p: np.array(p, dtype=float)
+)
+"""Small integer grids: exact collinear points, repeated vertices, touching facets and bow ties are common."""
+_coordinate = st.floats(-1.0, 1.0, allow_nan=False, allow_subnormal=False)
+_scatter = st.lists(st.tuples(_coordinate, _coordinate), min_size=3, max_size=10).map(np.array)
+
+
+@st.composite
+def _star_then_damage(draw):
+    """A star-shaped polygon like the sampler's, then perhaps one degenerate edit."""
+    n = draw(st.integers(4, 12))
+    angles = np.sort(draw(st.lists(st.floats(0.0, 2 * np.pi), min_size=n, max_size=n, unique=True)))
+    radii = np.array(draw(st.lists(st.floats(0.1, 1.0), min_size=n, max_size=n)))
+    v = np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
+    k = draw(st.integers(0, n - 1))
+    delta = draw(st.sampled_from([0.0, 1e-15, 1e-12, 1e-9, 1e-6, 1e-3])) * draw(st.sampled_from([-1, 1]))
+    edit = draw(st.sampled_from(["none", "repeat", "collinear", "spike", "swap", "touch"]))
+    if edit == "repeat":  # a repeated vertex, or one delta away
+        v = np.insert(v, k, v[k] + delta, axis=0)
+    elif edit == "collinear":  # a vertex in the middle of a facet
+        v = np.insert(v, k + 1, (v[k] + v[(k + 1) % n]) / 2 + delta, axis=0)
+    elif edit == "spike":  # out and back, the two sides delta apart
+        side = np.array([-v[k, 1], v[k, 0]]) / np.linalg.norm(v[k])
+        v = np.insert(v, k + 1, [1.5 * v[k], v[k] + delta * side], axis=0)
+    elif edit == "swap":  # usually a bow tie
+        j = draw(st.integers(0, n - 1))
+        v[[k, j]] = v[[j, k]]
+    elif edit == "touch":  # a vertex delta from a non-adjacent facet, on either side
+        a, b = v[(k + 2) % n], v[(k + 3) % n]
+        e = b - a
+        v[k] = a + draw(st.floats(0.1, 0.9)) * e + delta * np.array([-e[1], e[0]]) / np.linalg.norm(e)
+    return v
+
+
+_polygons = st.one_of(_grid, _scatter, _star_then_damage())
+_hypothesis = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@_hypothesis
+@given(v=_polygons)
+def test_validate_polygon_never_accepts_what_shapely_calls_invalid(shapely_lib, v):
+    if _accepted(v):
+        assert _shapely_valid(shapely_lib, v), v.tolist()
+
+
+@_hypothesis
+@given(v=_polygons)
+def test_validate_polygon_rejects_a_valid_polygon_only_within_its_tolerances(shapely_lib, v):
+    if _shapely_valid(shapely_lib, v) and not _accepted(v):
+        assert _within_tolerances(shapely_lib, v), v.tolist()
+
+
+@_hypothesis
+@given(v=_grid)
+def test_on_exact_grids_validate_polygon_and_shapely_agree(shapely_lib, v):
+    """Without repeated vertices, which shapely allows and validate_polygon refuses (no facet normal)."""
+    if np.all(np.any(np.roll(v, -1, axis=0) != v, axis=1)):
+        assert _accepted(v) == _shapely_valid(shapely_lib, v), v.tolist()
+
+
+@pytest.mark.parametrize(
+    "polygon, shapely_valid, accepted",
+    [
+        ([[0, 0], [1, 0], [1, 1], [0, 1]], True, True),
+        ([[0, 0], [1, 0], [2, 0], [1, 1]], True, True),  # collinear vertex: fine for both
+        ([[0, 0], [1, 1], [1, 0], [0, 1]], False, False),  # bow tie
+        ([[0, 0], [1, 0], [2, 0]], False, False),  # all collinear
+        ([[0, 0], [2, 0], [1, 0], [1, 1]], False, False),  # folds back
+        ([[0, 0], [2, 0], [2, 2], [1, 0], [0, 2]], False, False),  # a vertex touches a facet
+        ([[0, 0], [1, 0], [1, 0], [0, 1]], True, False),  # repeated vertex: shapely ignores it
+    ],
+)
+def test_degenerate_polygons_against_shapely(shapely_lib, polygon, shapely_valid, accepted):
+    v = np.array(polygon, dtype=float)
+    assert _shapely_valid(shapely_lib, v) is shapely_valid
+    assert _accepted(v) is accepted

@@ -24,8 +24,9 @@ import policies
 from dlm_gym import Task, command_to_action
 from dlm_gym.config import DEFAULT_CONFIG
 from dlm_gym.envs.video_planar_manip import MAX_POLYGON_VERTICES, VideoPlanarManipEnv
-from policies.registry import PolicySpecError, load_policy_spec
-from policies.report import compare
+from policies import PolicySpecError
+from policies.common.registry import load_policy_spec
+from policies.common.report import compare
 
 ROOT = Path(__file__).resolve().parents[1]
 T, N = DEFAULT_CONFIG.horizon, DEFAULT_CONFIG.num_fingers
@@ -94,8 +95,9 @@ def test_dummy_video_driver_only_without_a_display(environ, dummy):
     env = {k: v for k, v in os.environ.items() if k not in ("SDL_VIDEODRIVER", "DISPLAY", "WAYLAND_DISPLAY")}
     env.update(environ)
     code = "import os, dlm_gym.render; print(os.environ.get('SDL_VIDEODRIVER'))"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT,
-                         check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
+    )
     assert out.returncode == 0, out.stderr
     expected = "dummy" if dummy else environ.get("SDL_VIDEODRIVER", "None")
     if sys.platform in ("win32", "darwin"):
@@ -175,7 +177,12 @@ def test_human_mode_shows_the_scene_in_a_real_window_under_xvfb(tmp_path):
         shot = Path(os.environ.get("DLM_GYM_HUMAN_SCREENSHOT", tmp_path / "human_mode.png"))
         out = subprocess.run(
             [sys.executable, "-c", _HUMAN_SCRIPT, f":{n}", str(shot)],
-            env=env, capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            check=False,
         )
         assert out.returncode == 0, out.stderr[-3000:]
         if "SKIP" in out.stdout:
@@ -224,14 +231,23 @@ def test_obs_type_is_checked():
 def test_state_observation_matches_the_task():
     task = dlm_gym.sample_task(11)
     env = VideoPlanarManipEnv(obs_type="state")
-    assert set(env.observation_space.spaces) == {"pose", "targets", "step", "polygon", "polygon_mask", "finger_positions"}
+    assert set(env.observation_space.spaces) == {
+        "pose",
+        "targets",
+        "step",
+        "polygon",
+        "polygon_mask",
+        "finger_positions",
+    }
     obs, info = env.reset(options={"task": task})
     n = len(task.polygon)
     assert obs["polygon"].shape == (MAX_POLYGON_VERTICES, 2) and obs["polygon_mask"].dtype == np.int8
     assert np.array_equal(obs["polygon"][:n], task.polygon) and not obs["polygon"][n:].any()
     assert obs["polygon_mask"].tolist() == [1] * n + [0] * (MAX_POLYGON_VERTICES - n)
     assert np.array_equal(obs["targets"], task.trajectory) and obs["step"] == 0
-    assert np.array_equal(obs["pose"], info["pose"]) and np.array_equal(obs["finger_positions"], info["finger_positions"])
+    assert np.array_equal(obs["pose"], info["pose"]) and np.array_equal(
+        obs["finger_positions"], info["finger_positions"]
+    )
     assert obs in env.observation_space
     for k, action in enumerate(_actions()):
         obs, _, terminated, _, info = env.step(action)
@@ -356,8 +372,14 @@ def test_load_policy_spec_from_a_file_and_a_module(policy_file, monkeypatch):
     assert type(load_policy_spec(f"{policy_file}:factory")).__name__ == "Still"
     monkeypatch.syspath_prepend(str(policy_file.parent))
     assert load_policy_spec("my_policies:StateStill").obs_type == "state"
-    bad = [f"{policy_file}:NoAct", f"{policy_file}:Missing", "no_such_module_xyz:Cls", f"{policy_file}", "x:1bad",
-           str(policy_file.parent / "absent.py") + ":Still"]
+    bad = [
+        f"{policy_file}:NoAct",
+        f"{policy_file}:Missing",
+        "no_such_module_xyz:Cls",
+        f"{policy_file}",
+        "x:1bad",
+        str(policy_file.parent / "absent.py") + ":Still",
+    ]
     for spec in bad:
         with pytest.raises(PolicySpecError) as err:
             load_policy_spec(spec)
@@ -377,7 +399,11 @@ def test_compare_accepts_a_duck_typed_policy_spec(policy_file):
 def _evaluate_cli(*args, cwd=ROOT):
     return subprocess.run(
         [sys.executable, str(ROOT / "examples" / "evaluate.py"), *args],
-        capture_output=True, text=True, cwd=cwd, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+        check=False,
     )
 
 
@@ -385,8 +411,9 @@ def test_evaluate_cli_takes_a_policy_spec_and_writes_labelled_gifs(policy_file, 
     from PIL import Image, ImageSequence
 
     spec = f"{policy_file}:Still"
-    out = _evaluate_cli("--policy", "noop", spec, "--split", "--generated", "2", "--gif", str(tmp_path / "gifs"),
-                        "--no-progress")
+    out = _evaluate_cli(
+        "--policy", "noop", spec, "--split", "--generated", "2", "--gif", str(tmp_path / "gifs"), "--no-progress"
+    )
     assert out.returncode == 0, out.stderr
     assert spec in out.stdout  # the table names the policy by its spec
     gifs = sorted((tmp_path / "gifs").glob("*.gif"))
@@ -433,8 +460,9 @@ def test_evaluate_cli_rejects_a_bad_spec_in_one_line(policy_file, spec, message)
 
 
 def test_evaluate_cli_imports_a_module_spec_from_the_working_dir(policy_file):
-    out = _evaluate_cli("--policy", "my_policies:StateStill", "--split", "--generated", "1", "--no-progress",
-                        cwd=policy_file.parent)
+    out = _evaluate_cli(
+        "--policy", "my_policies:StateStill", "--split", "--generated", "1", "--no-progress", cwd=policy_file.parent
+    )
     assert out.returncode == 0, out.stderr
     assert "my_policies:StateStill" in out.stdout
 

@@ -142,7 +142,11 @@ def test_sliding_speed_includes_rotation():
     T = 5
     theta = np.linspace(0.0, 0.3, T)
     pivot = np.array([-0.1, -0.1])
-    centre = -np.einsum("tij,j->ti", np.stack([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]]).transpose(2, 0, 1), pivot)
+    centre = -np.einsum(
+        "tij,j->ti",
+        np.stack([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]]).transpose(2, 0, 1),
+        pivot,
+    )
     task = Task(SQUARE, np.column_stack([centre, theta]))
     env = env_contacts_for(task)
     # After the start, only the pivot corner (at the origin) touches the ground, and it does not slide.

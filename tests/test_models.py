@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from dlm_gym.datasets import load_split
-from policies.models import CheckpointError, DLMNet, NNNet, load_checkpoint, save_checkpoint
-from policies.networks import video_to_tensor
-from policies.training import lnn_loss, lp_loss, lqp_loss, split_data, train_stage
+from policies import CheckpointError
+from policies.dlm.losses import lnn_loss, lp_loss, lqp_loss, split_data, train_stage
+from policies.dlm.models import DLMNet, NNNet, load_checkpoint, save_checkpoint
+from policies.dlm.networks import video_to_tensor
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,7 @@ def test_dlm_decoder_round_trips_the_oracle_labels(train):
     assert torch.allclose(sol.finger_positions, torch.as_tensor(split.commands[..., :2]), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_losses_decrease_and_gradients_flow(train):
     torch.manual_seed(0)
     small = lambda cls: cls(latent_dim=16, lstm_layers=1)  # noqa: E731

@@ -12,9 +12,9 @@ from dlm_gym.oracle import (
     OracleInfeasibleError,
     OraclePlan,
     OracleStatus,
-    _keyframe_data,
-    _solve_keyframe_qps,
     contact_candidates,
+    keyframe_data,
+    solve_keyframe_qps,
     solve_oracle,
 )
 from dlm_gym.task import Task, sample_task
@@ -87,6 +87,7 @@ def test_commands_shape_and_units():
     assert np.all(cmd[..., 2] * np.sign(cmd[..., 0]) < 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_scip_and_enumeration_agree(seed):
     task = sample_task(seed, n_facets=(4, 6))
@@ -117,12 +118,12 @@ def test_keyframe_qps_match_clarabel():
     cp = pytest.importorskip("cvxpy")
     task = sample_task(4, n_facets=6)
     cands = contact_candidates(task, candidates_per_facet=3)
-    data = _keyframe_data(task, cands, DEFAULT_CONFIG)
+    data = keyframe_data(task, cands, DEFAULT_CONFIG)
     rng = np.random.default_rng(0)
     valid = np.flatnonzero(cands.valid)
     combos = np.sort(np.stack([rng.choice(valid, 2, replace=False) for _ in range(40)]), axis=1)
     keyframes = rng.integers(0, task.horizon, size=40)
-    cost, feasible, _ = _solve_keyframe_qps(data, combos, keyframes, DEFAULT_CONFIG, 1.0)
+    cost, feasible, _ = solve_keyframe_qps(data, combos, keyframes, DEFAULT_CONFIG, 1.0)
     F = DEFAULT_CONFIG.force_limit
     n_feasible = 0
     for b in range(40):
@@ -155,5 +156,3 @@ def test_time_limit_and_bad_arguments():
         solve_oracle(task, backend="gurobi")
     with pytest.raises(ValueError):
         solve_oracle(task, candidates_per_facet=0)
-
-

@@ -10,7 +10,7 @@ import policies
 from dlm_gym.config import DEFAULT_CONFIG
 from dlm_gym.envs.video_planar_manip import VideoPlanarManipEnv
 from dlm_gym.task import sample_task
-from policies.base import OpenLoopPolicy
+from policies.common.base import OpenLoopPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,6 +93,7 @@ def run_cli(*args):
     )
 
 
+@pytest.mark.slow
 def test_evaluate_cli_help_and_bad_flags():
     out = run_cli("--help")
     assert out.returncode == 0 and "--policy" in out.stdout and "--json" in out.stdout
@@ -104,13 +105,24 @@ def test_evaluate_cli_help_and_bad_flags():
     assert out.returncode == 2 and "unrecognized arguments" in out.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_cli_json_is_reproducible(tmp_path):
     """Same command, same per-task results and intervals (timings aside), whatever the worker count; every
     table carries the floor and the ceiling."""
     outputs = []
     for name, workers in (("a.json", "1"), ("b.json", "2")):
-        out = run_cli("--policy", "random", "--split", "--generated", "6", "--no-progress", "--workers", workers,
-                      "--json", str(tmp_path / name))
+        out = run_cli(
+            "--policy",
+            "random",
+            "--split",
+            "--generated",
+            "6",
+            "--no-progress",
+            "--workers",
+            workers,
+            "--json",
+            str(tmp_path / name),
+        )
         assert out.returncode == 0, out.stderr
         assert "cm^2" in out.stdout and "miqp" in out.stdout and "noop (ceiling)" in out.stdout
         payload = json.loads((tmp_path / name).read_text())
@@ -131,7 +143,7 @@ def test_evaluate_cli_json_is_reproducible(tmp_path):
 
 def test_stored_splits_show_their_stored_oracle_floor():
     from dlm_gym.datasets import load_split
-    from policies.report import FLOOR, compare, format_table
+    from policies.common.report import FLOOR, compare, format_table
 
     split = load_split("train")
     rows, _ = compare(["noop"], {"train": split.tasks[:5]}, progress=False)
@@ -141,6 +153,7 @@ def test_stored_splits_show_their_stored_oracle_floor():
     assert "oracle (floor)" in table and "noop (ceiling)" in table and "cm^2" in table
 
 
+@pytest.mark.slow
 def test_every_registered_policy_plays_one_task_of_each_split():
     from dlm_gym.datasets import SPLIT_NAMES, load_split
 
@@ -152,6 +165,7 @@ def test_every_registered_policy_plays_one_task_of_each_split():
             assert result.simulated_trajectory.shape == (DEFAULT_CONFIG.horizon, 3)
 
 
+@pytest.mark.slow
 def test_evaluate_cli_plots_learning_curves(tmp_path):
     out = run_cli("--policy", "ppo", "--plot", str(tmp_path / "curves.png"))
     assert out.returncode == 0, out.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import importlib
 import importlib.util
 import os
@@ -16,13 +15,18 @@ import pytest
 
 import dlm_gym
 import policies
+from policies.common.curves import read_curve
+from policies.rl import loading
 from policies.rl import ppo as ppo_module
+from policies.rl import zoo_hyperparams as hyperparams
+from policies.rl.callbacks import validation_tasks
 from policies.rl.ppo import (
     DEFAULT_CHECKPOINT,
     HYPERPARAMS_FILE,
     PPO_HYPERPARAMS,
     CheckpointError,
     PPOPolicy,
+    VideoCNN,
     load_ppo_model,
     train_ppo,
 )
@@ -42,6 +46,7 @@ def test_registered_and_shipped_checkpoint_plays_an_episode():
     policy = policies.make_policy("ppo")
     assert isinstance(policy, PPOPolicy) and policy.name == "ppo"
     assert policy.checkpoint == DEFAULT_CHECKPOINT
+    assert type(policy.model.policy.features_extractor) is VideoCNN
     task = dlm_gym.sample_task(123, n_facets=(4, 6))
     result = policies.rollout(policy, task)
     assert np.isfinite(result.loss) and result.loss >= 0
@@ -61,10 +66,11 @@ def test_act_returns_a_valid_action():
 
 
 def test_shipped_learning_curve_is_next_to_the_checkpoint():
-    log = DEFAULT_CHECKPOINT.with_name("ppo_log.csv")
-    rows = list(csv.DictReader(log.open()))
-    assert rows and int(rows[-1]["timesteps"]) == int(PPO_HYPERPARAMS["n_timesteps"])
-    assert rows[-1]["val_loss_mean"] != ""
+    rows = read_curve(DEFAULT_CHECKPOINT.with_name("ppo_log.csv"))
+    assert {r["stage"] for r in rows} == {"RL"}
+    assert int(rows[-1]["step"]) == int(PPO_HYPERPARAMS["n_timesteps"])
+    assert rows[-1]["executed_validation"] != ""
+    assert rows[-1]["executed_validation_std"] != ""
 
 
 def test_missing_checkpoint_names_file_and_command(tmp_path):
@@ -75,7 +81,7 @@ def test_missing_checkpoint_names_file_and_command(tmp_path):
 
 
 def test_missing_default_checkpoint_names_the_regenerate_command(monkeypatch, tmp_path):
-    monkeypatch.setattr(ppo_module, "DEFAULT_CHECKPOINT", tmp_path / "ppo.zip")
+    monkeypatch.setattr(loading, "DEFAULT_CHECKPOINT", tmp_path / "ppo.zip")
     with pytest.raises(CheckpointError) as err:
         load_ppo_model(tmp_path / "ppo.zip")
     assert "--timesteps" in str(err.value) and "ppo.zip" in str(err.value)
@@ -116,18 +122,21 @@ def test_checkpoint_with_other_network_is_refused(tmp_path, tiny_checkpoint):
 
 def test_train_ppo_tiny_budget_end_to_end(tiny_checkpoint):
     assert tiny_checkpoint.is_file()
-    log = tiny_checkpoint.with_name("tiny_log.csv")
-    rows = list(csv.DictReader(log.open()))
-    assert rows[0]["val_loss_mean"] != ""  # validated before training
-    assert int(rows[-1]["timesteps"]) == 256
-    assert set(rows[0]) >= {"timesteps", "train_loss_mean", "val_loss_mean", "wall_s"}
+    rows = read_curve(tiny_checkpoint.with_name("tiny_log.csv"))
+    assert list(rows[0]) == ["stage", "step", "seconds", "objective", "executed_validation", "executed_validation_std"]
+    assert rows[0]["executed_validation"] != "" and rows[0]["objective"] == ""  # validated before training
+    assert int(rows[-1]["step"]) == 256 and rows[-1]["executed_validation"] != ""
+    assert all(r["stage"] == "RL" for r in rows) and any(r["objective"] != "" for r in rows)
+    assert not tiny_checkpoint.with_name("tiny_log.csv.partial").exists()
     policy = policies.make_policy("ppo", checkpoint=tiny_checkpoint)
     result = policies.rollout(policy, dlm_gym.sample_task(7))
     assert np.isfinite(result.loss)
 
 
 def test_train_ppo_is_reproducible(tmp_path, tiny_checkpoint):
-    again = train_ppo(256, seed=3, out_path=tmp_path / "again.zip", n_envs=2, hyperparams=TINY, n_val_tasks=0, progress=False)
+    again = train_ppo(
+        256, seed=3, out_path=tmp_path / "again.zip", n_envs=2, hyperparams=TINY, n_val_tasks=0, progress=False
+    )
     a = load_ppo_model(tiny_checkpoint).policy.state_dict()
     b = load_ppo_model(again).policy.state_dict()
     assert a.keys() == b.keys()
@@ -150,6 +159,7 @@ def test_zoo_hyperparameter_file_matches_the_shipped_run():
     yaml = pytest.importorskip("yaml")
     content = yaml.safe_load(HYPERPARAMS_FILE.read_text())
     hp = content["VideoPlanarManip-v0"]
+    assert hp == hyperparams.read_zoo_file()
     assert hp["env_wrapper"] == "dlm_gym.wrappers.StackVideoChannels"
     assert hp["policy"] == "MultiInputPolicy"
     assert hp == PPO_HYPERPARAMS
@@ -158,9 +168,83 @@ def test_zoo_hyperparameter_file_matches_the_shipped_run():
     assert getattr(importlib.import_module(module), cls) is dlm_gym.wrappers.StackVideoChannels
     kwargs = eval(hp["policy_kwargs"], {"importlib": importlib})  # noqa: S307  (as rl_zoo3 does)
     assert kwargs["features_extractor_class"] is ppo_module.VideoCNN
+    # the zoo reads the same strings without eval, to the same objects
+    assert hyperparams.policy_kwargs(hp) == kwargs
+    assert hyperparams.normalize_kwargs(hp["normalize"]) == eval(hp["normalize"])  # noqa: S307
 
 
-@pytest.mark.skipif(importlib.util.find_spec("rl_zoo3") is None, reason="rl_zoo3 is not installed (pip install rl_zoo3)")
+@pytest.mark.parametrize(
+    "text",
+    [
+        "__import__('os').system('true')",
+        "dict(a=open('/etc/passwd'))",
+        "importlib.import_module('os').system",
+        "importlib.import_module('subprocess').Popen",
+        "dict(**kwargs)",
+        "dict(a=1 + 2)",
+        "[x for x in ()]",
+        "nn.functional",
+        "dict(a=",
+    ],
+)
+def test_zoo_expressions_are_parsed_never_evaluated(text):
+    with pytest.raises(ValueError):
+        hyperparams.parse_expression(text)
+
+
+def test_zoo_expression_forms():
+    import torch
+
+    parse = hyperparams.parse_expression
+    assert parse("dict(norm_obs=False, norm_reward=True)") == {"norm_obs": False, "norm_reward": True}
+    assert parse("dict(activation_fn=nn.ReLU, net_arch=dict(pi=[64, 64], vf=[]), log_std_init=-1, "
+                 "ortho_init=True, shape=(1, 2.5), x=None, name='a')") == {
+        "activation_fn": torch.nn.ReLU, "net_arch": {"pi": [64, 64], "vf": []}, "log_std_init": -1,
+        "ortho_init": True, "shape": (1, 2.5), "x": None, "name": "a"}  # fmt: skip
+    assert parse("importlib.import_module('policies.rl.ppo').VideoCNN") is VideoCNN
+    assert parse("importlib.import_module('policies.rl.extractors').VideoCNN") is VideoCNN
+
+
+def test_zoo_schedules():
+    schedule = hyperparams.parse_schedule("lin_3e-4")
+    assert [schedule(p) for p in (1.0, 0.5, 0.0)] == pytest.approx([3e-4, 1.5e-4, 0.0])
+    assert hyperparams.parse_schedule(0.2) == 0.2 and hyperparams.parse_schedule(1) == 1.0
+    for bad in ("exp_1e-3", "lin_", "lin_fast", "3e-4"):
+        with pytest.raises(ValueError, match="schedule"):
+            hyperparams.parse_schedule(bad)
+
+
+def test_learning_curve_validates_through_the_shared_rollout_loop(tiny_checkpoint):
+    # The last row validates the final model, which is the saved one: playing the saved
+    # checkpoint on the same tasks through policies.evaluate must give the same numbers.
+    rows = read_curve(tiny_checkpoint.with_name("tiny_log.csv"))
+    results = policies.evaluate(PPOPolicy(checkpoint=tiny_checkpoint), validation_tasks(2), progress=False)
+    losses = np.array([r.loss for r in results])
+    assert float(rows[-1]["executed_validation"]) == pytest.approx(losses.mean())
+    assert float(rows[-1]["executed_validation_std"]) == pytest.approx(losses.std())
+
+
+def test_checkpoints_saved_before_the_split_still_load_with_plain_sb3():
+    # the shipped zip pickles policies.rl.ppo.VideoCNN and policies.rl.ppo._LinearSchedule by name
+    from stable_baselines3 import PPO
+
+    model = PPO.load(DEFAULT_CHECKPOINT, device="cpu")
+    assert type(model.policy.features_extractor) is VideoCNN
+
+
+def test_import_policies_leaves_stable_baselines3_out():
+    code = (
+        "import sys, policies; assert 'stable_baselines3' not in sys.modules, 'import policies imported SB3'; "
+        "import policies.rl; assert 'stable_baselines3' in sys.modules"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("rl_zoo3") is None, reason="rl_zoo3 is not installed (pip install rl_zoo3)"
+)
+@pytest.mark.slow
 def test_rl_zoo3_train_smoke(tmp_path):
     cmd = [
         sys.executable, "-m", "rl_zoo3.train",
@@ -195,8 +279,17 @@ def _user_ppo(policy_kwargs=None, **kwargs):
     from stable_baselines3.common.env_util import make_vec_env
 
     env = make_vec_env("VideoPlanarManip-v0", n_envs=2, seed=0, wrapper_class=dlm_gym.wrappers.StackVideoChannels)
-    return PPO("MultiInputPolicy", env, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu",
-               policy_kwargs=policy_kwargs, **kwargs)
+    return PPO(
+        "MultiInputPolicy",
+        env,
+        n_steps=64,
+        batch_size=64,
+        n_epochs=1,
+        seed=0,
+        device="cpu",
+        policy_kwargs=policy_kwargs,
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -219,6 +312,7 @@ def _same_actions(model, policy, seeds=(1, 2)):
         assert np.allclose(policy.act(obs), np.asarray(expected).reshape(2, 4), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_user_ppo_with_sb3_defaults_loads_and_acts_like_the_original(default_user_checkpoint):
     model, path = default_user_checkpoint
     policy = policies.make_policy("ppo", checkpoint=path)
@@ -229,12 +323,23 @@ def test_user_ppo_with_sb3_defaults_loads_and_acts_like_the_original(default_use
     assert np.isfinite(policies.rollout(policy, dlm_gym.sample_task(7)).loss)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"net_arch": {"pi": [32], "vf": [16, 16]}, "activation_fn": "ReLU", "share_features_extractor": False,
-     "features_extractor_kwargs": {"cnn_output_dim": 48}},
-    {"features_extractor_class": ppo_module.VideoCNN,
-     "features_extractor_kwargs": {"features_dim": 40, "channels": (8, 16, 16)}, "net_arch": {"pi": [24], "vf": []}},
-], ids=["combined_other_sizes", "videocnn_other_sizes"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {
+            "net_arch": {"pi": [32], "vf": [16, 16]},
+            "activation_fn": "ReLU",
+            "share_features_extractor": False,
+            "features_extractor_kwargs": {"cnn_output_dim": 48},
+        },
+        {
+            "features_extractor_class": ppo_module.VideoCNN,
+            "features_extractor_kwargs": {"features_dim": 40, "channels": (8, 16, 16)},
+            "net_arch": {"pi": [24], "vf": []},
+        },
+    ],
+    ids=["combined_other_sizes", "videocnn_other_sizes"],
+)
 def test_user_ppo_network_sizes_are_inferred_from_the_weights(tmp_path, kwargs):
     import torch
 

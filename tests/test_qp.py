@@ -1,4 +1,4 @@
-"""Tests of the differentiable inverse-dynamics QP (policies/qp.py, paper eq. 6)."""
+"""Tests of the differentiable inverse-dynamics QP (policies/dlm/qp/, paper eq. 6)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from policies.qp import (
+from policies.dlm.qp import (
     DEFAULT_WEIGHTS,
     InverseDynamicsQP,
     QPSolution,
-    bench_qp,
     project_onto_facets,
     random_qp_problem,
     reference_points_from_jacobian,
@@ -229,7 +228,7 @@ def test_torch_forward_is_exact_nnls():
     for k in range(K):
         G = np.zeros((8, 8))
         for c in range(4):
-            G[2 * c: 2 * c + 2, 2 * c: 2 * c + 2] = rays[k, c].T
+            G[2 * c : 2 * c + 2, 2 * c : 2 * c + 2] = rays[k, c].T
         A = np.vstack([np.sqrt(w_["q_eps"]) * J[k] @ G, np.sqrt(wc)[:, None] * G, np.sqrt(w_["q_ray"]) * np.eye(8)])
         b = np.concatenate([np.sqrt(w_["q_eps"]) * w[k], np.zeros(16)])
         x, _ = nnls(A, b)
@@ -240,21 +239,21 @@ def test_enumeration_and_pivoting_agree(monkeypatch):
     """The straggler enumeration and pure pivoting find the same optimum."""
     import functools
 
-    import policies.qp as qp
+    from policies.dlm.qp import kernel
 
     prob = random_qp_problem(60, 5, seed=17)
     base = InverseDynamicsQP("torch")(**prob)
     calls = []
-    orig_enum = qp._enumerate_free_set
+    orig_enum = kernel.enumerate_free_set
 
     def spy(*args, **kwargs):
         calls.append(args[0].shape[0])
         return orig_enum(*args, **kwargs)
 
-    monkeypatch.setattr(qp, "_enumerate_free_set", spy)
-    orig = qp._nnls_free_set
+    monkeypatch.setattr(kernel, "enumerate_free_set", spy)
+    orig = kernel.nnls_free_set
     for pivots in (1, 10**6):  # enumerate everything left after one check / never enumerate
-        monkeypatch.setattr(qp, "_nnls_free_set", functools.partial(orig, pivots_before_enumeration=pivots))
+        monkeypatch.setattr(kernel, "nnls_free_set", functools.partial(orig, pivots_before_enumeration=pivots))
         sol = InverseDynamicsQP("torch", max_iter=1000)(**prob)
         for x, y in zip(sol, base):
             assert torch.allclose(x, y, atol=1e-9)
@@ -418,7 +417,11 @@ def test_with_mechanics_parameters(torch_qp):
     w = required_wrench(task.polygon, task.trajectory)
     as_t = lambda x: torch.tensor(x)[None]  # noqa: E731
     sol = torch_qp(
-        as_t(w), as_t(P.jacobian), as_t(P.finger_facets), as_t(P.finger_cones), as_t(P.env_cones),
+        as_t(w),
+        as_t(P.jacobian),
+        as_t(P.finger_facets),
+        as_t(P.finger_cones),
+        as_t(P.env_cones),
         as_t(P.finger_positions),
     )
     assert torch.allclose(sol.finger_positions[0], torch.tensor(P.finger_positions), atol=1e-9)
@@ -426,10 +429,17 @@ def test_with_mechanics_parameters(torch_qp):
     assert float(sol.finger_forces[0, 1:, :, 1].sum(-1).min()) > 9.0  # friction carries the weight once lifted
 
 
-def test_bench_qp_reports_both_backends():
-    out = bench_qp(2, repeats=1)
-    for key in ("qp_forward_s", "qp_backward_s", "torch_forward_s", "torch_backward_s",
-                "cvxpylayers_forward_s", "cvxpylayers_backward_s",
-                "cvxpylayers_clarabel_forward_s", "cvxpylayers_clarabel_backward_s"):
+def test_bench_qp_reports_both_backends(load_example):
+    out = load_example("benchmark").bench_qp(2, repeats=1)
+    for key in (
+        "qp_forward_s",
+        "qp_backward_s",
+        "torch_forward_s",
+        "torch_backward_s",
+        "cvxpylayers_forward_s",
+        "cvxpylayers_backward_s",
+        "cvxpylayers_clarabel_forward_s",
+        "cvxpylayers_clarabel_backward_s",
+    ):
         assert out[key] > 0, key
     assert out["qp_fastest_backend"] in ("torch", "cvxpylayers", "cvxpylayers:Clarabel")

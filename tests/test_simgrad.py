@@ -4,21 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from dlm_gym.actions import action_to_command, command_to_action
+from dlm_gym.actions import action_to_command, command_bounds, command_to_action, noop_commands
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
 from dlm_gym.envs.video_planar_manip import VideoPlanarManipEnv
 from dlm_gym.metrics import object_trajectory_loss
 from dlm_gym.task import Task, sample_task
-from policies.diffsim import discrepancy, sim_loss_autodiff, simulate_torch
-from policies.simgrad import (
-    command_bounds,
-    fd_gradient,
-    naive_fd_gradient,
-    noop_commands,
-    sim_loss_fd,
-    simulate,
-    squeeze_commands,
-)
+from policies.baselines import squeeze_commands
+from policies.dlm.diffsim import discrepancy, sim_loss_autodiff, simulate_torch
+from policies.dlm.simgrad import fd_gradient, naive_fd_gradient, sim_loss_fd, simulate
 
 T = DEFAULT_CONFIG.horizon
 
@@ -30,9 +23,7 @@ def _box_task(lift_per_keyframe: float = 0.02, y0: float = 0.3) -> Task:
 
 def _box_squeeze(fy=(4.905, 4.905), rise: float = 0.015, y0: float = 0.3, squeeze: float = 15.0) -> np.ndarray:
     """Two fingers squeeze a 20 cm box from both sides, carry (about) its weight and rise."""
-    return np.array(
-        [[[-0.1, y0 + rise * k, squeeze, fy[0]], [0.1, y0 + rise * k, -squeeze, fy[1]]] for k in range(T)]
-    )
+    return np.array([[[-0.1, y0 + rise * k, squeeze, fy[0]], [0.1, y0 + rise * k, -squeeze, fy[1]]] for k in range(T)])
 
 
 # ------------------------------------------------------------------------------------------- simulate
@@ -43,7 +34,7 @@ def test_simulate_reproduces_the_env_exactly(seed):
     cmd[2, 0, 2] = 55.0  # beyond the force limit: the env clips the action
     cmd[3, 1, 0] = -0.5  # left of the view
     actions = command_to_action(cmd)  # what an agent hands the env (float32, clipped)
-    env = VideoPlanarManipEnv()  # a fresh env: its scene has no history (see policies.simgrad)
+    env = VideoPlanarManipEnv()  # a fresh env: its scene has no history (see policies.dlm.simgrad)
     env.reset(options={"task": task})
     for a in actions:
         *_, info = env.step(a)
@@ -153,7 +144,7 @@ def test_autodiff_gradient_matches_finite_differences_of_the_torch_model():
         tgt = torch.tensor(target)[None]
 
         def loss(c):
-            return object_trajectory_loss(simulate_torch([polygon], start[None], c, cfg), tgt).sum()
+            return object_trajectory_loss(simulate_torch([polygon], start[None], c, cfg), tgt).sum()  # noqa: B023
 
         c = torch.tensor(cmd[None], requires_grad=True)
         loss(c).backward()
@@ -177,7 +168,7 @@ def _off_surface(cmd: np.ndarray, gap: float = 1e-3) -> np.ndarray:
 def test_torch_servo_matches_the_scene():
     """The torch anchors and finger placements are Scene.anchor's and Scene.place_fingers'."""
     from dlm_gym.scene import Scene
-    from policies.diffsim import command_anchors
+    from policies.dlm.diffsim import command_anchors
 
     cmd = np.array([[0.1, 0.2, 12.0, -5.0], [-0.1, 0.3, 0.3, 0.2]])  # the second is below the 1 N floor
     scene = Scene()
@@ -191,7 +182,7 @@ def test_torch_servo_matches_the_scene():
 def test_torch_projection_matches_the_scene():
     """Contact points inside the object (and finger centres below the ground) move exactly as Scene moves them."""
     from dlm_gym.scene import Scene
-    from policies.diffsim import _Scene, _servo_anchors, DEFAULT_MODEL
+    from policies.dlm.diffsim import DEFAULT_MODEL, _Scene, _servo_anchors
 
     task = sample_task(4, n_facets=6)
     pose = np.array([0.05, 0.3, 0.7])
@@ -205,8 +196,17 @@ def test_torch_projection_matches_the_scene():
     sc = _Scene([task.polygon], DEFAULT_CONFIG, DEFAULT_MODEL, torch.float64, "cpu")
     c = torch.tensor(cmds.T[None])  # (1, 4, 200): the batch of one object, 200 "fingers"
     th = torch.tensor([[pose[2]]], dtype=torch.float64)
-    ax, ay = _servo_anchors(sc, torch.tensor([[pose[0]]]), torch.tensor([[pose[1]]]), torch.cos(th), torch.sin(th),
-                            c[:, 0], c[:, 1], c[:, 2], c[:, 3])
+    ax, ay = _servo_anchors(
+        sc,
+        torch.tensor([[pose[0]]]),
+        torch.tensor([[pose[1]]]),
+        torch.cos(th),
+        torch.sin(th),
+        c[:, 0],
+        c[:, 1],
+        c[:, 2],
+        c[:, 3],
+    )
     assert np.allclose(np.stack([ax[0].numpy(), ay[0].numpy()], 1), expected, atol=1e-12)
 
 
@@ -277,11 +277,9 @@ def test_torch_model_tracks_pymunk():
     assert d["position_mm"].max() < 6.0, d["position_mm"]  # sampled polygons carried by a squeeze
 
 
-def test_benchmark_entry_points():
-    from policies.diffsim import bench_autodiff
-    from policies.simgrad import bench_fd
-
-    fd = bench_fd(2, repeats=1)
-    ad = bench_autodiff(2, repeats=1)
+def test_benchmark_entry_points(load_example):
+    benchmark = load_example("benchmark")
+    fd = benchmark.bench_fd(2, repeats=1)
+    ad = benchmark.bench_autodiff(2, repeats=1)
     assert set(fd) == {"sim_grad_fd_backward_s"} and fd["sim_grad_fd_backward_s"] > 0
     assert set(ad) == {"sim_grad_autodiff_backward_s"} and ad["sim_grad_autodiff_backward_s"] > 0

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from policies.statistics import mean_ci, paired_difference
+from policies.common.statistics import mean_ci, paired_difference
 
 
 def test_the_interval_covers_the_mean_and_is_reproducible():

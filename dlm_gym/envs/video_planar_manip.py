@@ -57,7 +57,7 @@ in ``"state"`` mode (``reset`` raises ``ValueError``).
 
 ## Rewards
 ``-e_k``, the share of keyframe k in the object-trajectory loss (the paper's
-unit, DESIGN.md section 5): the squared error in cm^2 of ``(x, y, 0.03 sin theta)``
+unit, docs/design.md section 5): the squared error in cm^2 of ``(x, y, 0.03 sin theta)``
 divided by ``3 T``. The return of an episode is minus its object-trajectory loss.
 
 ## Info
@@ -77,15 +77,20 @@ NaN (so recorders such as Minari's store it as is):
   moved out of the object during the step (0 when it never reached inside).
 
 The ground-truth task is **not** in ``info``: privileged planners (the
-oracle) read ``env.unwrapped.task``, and :func:`policies.rollout` hands it to
+oracle) read ``env.unwrapped.task``, and :func:`policies.common.rollout` hands it to
 a policy whose ``privileged`` is True as ``info["task"]`` of its ``reset``.
 The simulated keyframes so far are ``env.unwrapped.simulated_trajectory``.
 
 ## Starting state and tasks
 ``reset(seed=...)`` draws a task from the generator (Appendix A, 4-6 facets by
 default; see the constructor). ``reset(options={"task": task})`` plays a
-given :class:`~dlm_gym.Task`; ``reset(options={"split": name, "index": i})``
-plays a stored dataset task.
+given :class:`~dlm_gym.Task`, and ``reset(options={"polygon": vertices,
+"trajectory": poses})`` the same task as two arrays (``(N_F, 2)`` object-frame
+vertices, ``(T, 3)`` target poses): the form to use where reset options are
+stored, as Minari's ``DataCollector`` stores them in HDF5, which cannot hold a
+``Task`` object. ``reset(options={"split": name, "index": i})`` plays a stored
+dataset task. Options whose name starts with ``minari_`` are left to the
+recorder that added them (Minari adds ``minari_autoseed``).
 
 ## Rendering
 ``render_mode="rgb_array"``: ``render()`` returns the ``(400, 400, 3)`` uint8 view with
@@ -98,13 +103,16 @@ driver (an invisible window) only when ``SDL_VIDEODRIVER`` is unset and neither
 ``DISPLAY`` nor ``WAYLAND_DISPLAY`` is (on Linux and other X11 systems).
 
 ## Arguments
-``gym.make("VideoPlanarManip-v0", render_mode=None, obs_type="pixels", n_facets=(4, 6), shape="polygon", split=None, config=None)``
+``gym.make("VideoPlanarManip-v0", render_mode=None, obs_type="pixels", n_facets=(4, 6),
+shape="polygon", split=None, config=None)``
 (also registered as ``"dlm_gym/VideoPlanarManip-v0"``).
 With ``split`` set, ``reset`` without a task draws a random task of that stored split.
 The env ends its own episodes (``terminated=True`` after step T - 1), so
 ``gym.make`` adds no TimeLimit and ``truncated`` is always False.
 
 ## Version History
+- v0 (dlm-gym 0.2.1): reset options ``polygon`` and ``trajectory`` give a task as
+  arrays (storable by Minari); ``minari_*`` options are ignored. Same physics.
 - v0 (physics 0.2, dlm-gym 0.2): commanded contact points inside the object are
   projected onto its surface at every substep; the servo force is capped at the
   force limit; the ground is a solid block that fingers collide with; sinking is
@@ -139,7 +147,8 @@ __all__ = ["VideoPlanarManipEnv", "OBS_TYPES", "MAX_POLYGON_VERTICES", "STATE_BO
 OBS_TYPES = ("pixels", "state")
 """The observation types of ``obs_type=`` (see "Observation space")."""
 MAX_POLYGON_VERTICES = 24
-"""Vertex slots of the ``"state"`` observation's ``polygon``: the smooth shapes' count (:func:`dlm_gym.shapes.smooth_polygon`)."""
+"""Vertex slots of the ``"state"`` observation's ``polygon``: the smooth shapes' count
+(:func:`dlm_gym.shapes.smooth_polygon`)."""
 STATE_BOUND = 1000.0
 """The ``"state"`` observation's float boxes span ``[-STATE_BOUND, STATE_BOUND]``: loose finite bounds (metres,
 radians) that no episode reaches (80 N on 1 kg for 0.4 s moves it a few metres), so checkers do not warn."""
@@ -179,9 +188,7 @@ class VideoPlanarManipEnv(gym.Env):
         config: SceneConfig | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
-            )
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         if obs_type not in OBS_TYPES:
             raise ValueError(f"obs_type must be one of {list(OBS_TYPES)}, got {obs_type!r}")
         self.config = cfg = config or DEFAULT_CONFIG
@@ -214,8 +221,8 @@ class VideoPlanarManipEnv(gym.Env):
         self.action_space = spaces.Box(-1.0, 1.0, (cfg.num_fingers, 4), np.float32)
         self._scene = Scene(cfg)
         self._renderer: Renderer | None = None
-        self._window = None  # the pygame display surface of render_mode="human"
-        self._clock = None
+        self._window: Any = None  # the pygame display surface of render_mode="human"
+        self._clock: Any = None
         self.task: Task | None = None
         self._video: np.ndarray | None = None
         self._step = 0
@@ -269,12 +276,18 @@ class VideoPlanarManipEnv(gym.Env):
             self._render_window()
         return observation, -error, terminated, False, info
 
+    def _playing(self) -> Task:
+        """The task being played; only ``reset`` sets it (Gymnasium's order checks run before any step)."""
+        if self.task is None:
+            raise RuntimeError("no task yet: call env.reset() first")
+        return self.task
+
     def _info(self, k: int, error: float, terminated: bool) -> dict[str, Any]:
         scene = self._scene
         return {
             "keyframe": k,
             "pose": self._poses[k].copy(),
-            "target_pose": self.task.trajectory[k].copy(),
+            "target_pose": self._playing().trajectory[k].copy(),
             "pose_error": error,
             "object_trajectory_loss": self._loss,
             "is_success": bool(terminated and self._loss <= self.config.success_threshold),
@@ -297,10 +310,11 @@ class VideoPlanarManipEnv(gym.Env):
         k = min(self._step, self.config.horizon) - 1
         forces = self._scene.finger_forces if self._scene.fingers_placed else None
         caption = f"keyframe {max(k, 0)}/{self.config.horizon - 1}"
+        task = self._playing()
         return self._get_renderer().view(
-            self.task.polygon,
+            task.polygon,
             self._scene.object_pose,
-            targets=self.task.trajectory,
+            targets=task.trajectory,
             current=max(k, 0),
             fingers=self._scene.finger_positions if self._scene.fingers_placed else None,
             forces=forces,
@@ -345,16 +359,28 @@ class VideoPlanarManipEnv(gym.Env):
     def _choose_task(self, options: dict[str, Any]) -> Task:
         """The task of the next episode from ``reset``'s options (see "Starting state and tasks").
 
-        Options and their types: ``task``, a :class:`~dlm_gym.Task`; ``split``,
+        Options and their types: ``task``, a :class:`~dlm_gym.Task`, or
+        ``polygon`` and ``trajectory``, arrays of one (HDF5-friendly); ``split``,
         a split name or ``.npz`` path (``str`` or ``os.PathLike``); ``index``, an
         integer (Python or NumPy, not bool). Anything else is refused: a float
         index would otherwise be truncated to another task without a word.
         """
         if not isinstance(options, Mapping):
             raise TypeError(f"reset options must be a dict, got {type(options).__name__}")
-        unknown = set(options) - {"task", "split", "index"}
+        # a recorder's own options (Minari adds minari_autoseed) are the recorder's business, not a task's
+        options = {k: v for k, v in options.items() if not (isinstance(k, str) and k.startswith("minari_"))}
+        unknown = set(options) - {"task", "polygon", "trajectory", "split", "index"}
         if unknown:
-            raise ValueError(f"unknown reset option(s) {sorted(map(str, unknown))}; use 'task', or 'split' and 'index'")
+            raise ValueError(
+                f"unknown reset option(s) {sorted(map(str, unknown))}; use 'task' (or 'polygon' and 'trajectory'), "
+                "or 'split' and 'index'"
+            )
+        if "polygon" in options or "trajectory" in options:
+            if "task" in options or not {"polygon", "trajectory"} <= set(options):
+                raise ValueError(
+                    "options 'polygon' and 'trajectory' go together and replace 'task': pass both, without 'task'"
+                )
+            options = {**options, "task": Task(options["polygon"], options["trajectory"])}
         if "task" in options:
             task = options["task"]
             if not isinstance(task, Task):
@@ -387,26 +413,27 @@ class VideoPlanarManipEnv(gym.Env):
             raise ValueError("options['index'] needs options['split'] (or an env made with split=...)")
         lo, hi = SEED_RANGES["env"]
         seed = int(self.np_random.integers(lo, hi))
-        return sample_task(seed, n_facets=self.n_facets, shape=self.shape, config=self.config)
+        return sample_task(seed, n_facets=self.n_facets, shape=self.shape, config=self.config)  # type: ignore[arg-type]  # checked in __init__
 
     def _observation(self) -> dict[str, Any]:
-        scene = self._scene
+        scene, task = self._scene, self._playing()
         if self.obs_type == "state":
             polygon = np.zeros((MAX_POLYGON_VERTICES, 2))
-            n = len(self.task.polygon)
-            polygon[:n] = self.task.polygon
+            n = len(task.polygon)
+            polygon[:n] = task.polygon
             mask = np.zeros(MAX_POLYGON_VERTICES, np.int8)
             mask[:n] = 1
             return {
                 "pose": np.asarray(scene.object_pose, dtype=np.float64).copy(),
-                "targets": np.array(self.task.trajectory, dtype=np.float64),
+                "targets": np.array(task.trajectory, dtype=np.float64),
                 "step": self._step,
                 "polygon": polygon,
                 "polygon_mask": mask,
                 "finger_positions": np.array(scene.finger_positions, dtype=np.float64),
             }
         fingers = scene.finger_positions if scene.fingers_placed else None
-        frame = self._get_renderer().frame(self.task.polygon, scene.object_pose, fingers)
+        frame = self._get_renderer().frame(task.polygon, scene.object_pose, fingers)
+        assert self._video is not None  # rendered by reset with the task
         return {"video": self._video.copy(), "frame": frame, "step": self._step}
 
     def __getstate__(self):

@@ -1,29 +1,23 @@
-"""Training stages of Section 5: L_P, L_QP, L_NN and L_sim, and the staged schedules.
+"""The training losses of Section 5, L_P, L_QP, L_NN and L_sim, and the loop that runs one stage.
 
-Schedule (paper Section 5; Adam, learning rate 1e-4, 100 iterations per stage):
+Which policy runs which stages, in which order, is
+:data:`policies.dlm.architectures.ARCHITECTURES` (mdr: L_P; cvx: mdr, then
+L_QP; dlm: cvx, then L_sim on finetune; nn: L_NN; nnm: nn, then L_sim); the
+settings of a run are :class:`policies.dlm.config.TrainConfig`; the trainer
+that puts them together is :func:`policies.dlm.trainer.train_policy`.
 
-=======  ====================================================
-policy   stages
-=======  ====================================================
-mdr      L_P on train
-cvx      mdr, then L_QP on train
-dlm      cvx, then L_sim on finetune
-nn       L_NN on train
-nnm      nn, then L_sim on finetune
-=======  ====================================================
-
-An iteration is one Adam step on the whole split (20 tasks). Every stage logs
-its loss and, every ``eval_every`` iterations, the object-trajectory loss of
-the current model executed in the simulator on each logged split (Fig. 6).
+An iteration is one Adam step on the whole split (20 tasks) unless the trainer
+draws minibatches. Every stage logs its loss and, every ``eval_every``
+iterations, the object-trajectory loss of the current model executed in the
+simulator on each logged split (Fig. 6), to a :class:`policies.common.curves.CurveLog`.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -35,9 +29,10 @@ from dlm_gym.geometry import polar_moment
 from dlm_gym.mechanics import MechanicalParameters, to_vector
 from dlm_gym.metrics import object_trajectory_loss
 from dlm_gym.task import Task
-from policies.models import DLMNet, NNNet, _command_scale
-from policies.networks import video_to_tensor
-from policies.simgrad import simulate
+from policies.common.curves import CurveLog
+from policies.dlm.models import DLMNet, NNNet, command_scale
+from policies.dlm.networks import video_to_tensor
+from policies.dlm.simgrad import simulate
 
 __all__ = [
     "SplitData",
@@ -46,9 +41,9 @@ __all__ = [
     "lqp_loss",
     "lnn_loss",
     "make_lsim_loss",
+    "executed_losses",
     "executed_loss",
     "train_stage",
-    "STAGES",
 ]
 
 #: q of eq. 7: the weight of the slack |eps| in L_QP (the paper's q_eps = 0.1)
@@ -100,7 +95,7 @@ def lqp_loss(model: DLMNet, data: SplitData) -> torch.Tensor:
     fields, inertia = model.unpack(model(data.videos))
     sol = model.solve(fields, inertia)
     commands = torch.cat([sol.finger_positions, sol.finger_forces], dim=-1)
-    _, scale = _command_scale(model.config)
+    _, scale = command_scale(model.config)
     err = (commands - data.commands) / scale
     return Q_SLACK * sol.slack.abs().mean() + (err**2).mean()
 
@@ -123,15 +118,23 @@ def make_lsim_loss(sim_loss: SimLoss) -> Callable[[torch.nn.Module, SplitData], 
 
 
 @torch.no_grad()
-def executed_loss(model: torch.nn.Module, data: SplitData) -> float:
-    """Mean object-trajectory loss of the model's commands executed in the pymunk scene (as the env plays them)."""
+def executed_losses(model: torch.nn.Module, data: SplitData) -> np.ndarray:
+    """Object-trajectory loss (cm^2) per task of the model's commands executed in the pymunk scene, as in the env.
+
+    The network runs in eval mode (no dropout, batch-norm running statistics), as it acts; its mode is restored.
+    """
     was_training = model.training
     model.eval()
     commands = model.commands(data.videos).double().numpy()
     model.train(was_training)
     sim = simulate(data.tasks, commands, model.config)  # clipped to the action box, as the env does
     targets = np.stack([t.trajectory for t in data.tasks])
-    return float(np.mean(object_trajectory_loss(sim, targets)))
+    return np.asarray(object_trajectory_loss(sim, targets), dtype=float)
+
+
+def executed_loss(model: torch.nn.Module, data: SplitData) -> float:
+    """Mean of :func:`executed_losses` over the split's tasks."""
+    return float(np.mean(executed_losses(model, data)))
 
 
 # ----------------------------------------------------------------- training
@@ -143,19 +146,25 @@ def train_stage(
     *,
     iterations: int = 100,
     lr: float = 1e-4,
-    log: csv.writer | None = None,
+    log: CurveLog | None = None,
     eval_sets: Sequence[SplitData] = (),
     eval_every: int = 10,
     progress: bool = True,
     weight_decay: float = 0.0,
     grad_clip: float | None = None,
     cosine: bool = False,
+    clock_start: float | None = None,
 ) -> list[float]:
     """Run ``iterations`` Adam steps of ``loss_fn`` on ``data``; log losses and executed losses.
 
     ``weight_decay`` (AdamW-style, decoupled) and ``grad_clip`` (max global
     gradient norm) default to off, the paper's plain Adam; ``cosine`` decays
     the learning rate to zero over the stage (default off: constant).
+
+    Every ``eval_every`` iterations and at the last, a row goes to ``log``: the
+    iteration, the seconds since ``clock_start`` (a ``time.perf_counter()``
+    value; default this stage's start), the loss, and the mean and standard
+    deviation over the tasks of :func:`executed_losses` on each of ``eval_sets``.
     """
     if weight_decay:
         optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -163,8 +172,9 @@ def train_stage(
         optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(iterations, 1)) if cosine else None
     history = []
-    bar = tqdm(range(iterations), desc=stage, disable=None if progress else True, leave=False)  # None: off unless a terminal
-    start = time.perf_counter()
+    disable = None if progress else True  # None: off unless a terminal
+    bar = tqdm(range(iterations), desc=stage, disable=disable, leave=False)
+    start = time.perf_counter() if clock_start is None else clock_start
     for it in bar:
         model.train()
         optimiser.zero_grad()
@@ -181,28 +191,10 @@ def train_stage(
         bar.set_postfix(loss=f"{loss.item():.4g}")
         last = it == iterations - 1
         if log is not None and (it % eval_every == 0 or last):
-            row = {"stage": stage, "iteration": it, "loss": loss.item(), "seconds": time.perf_counter() - start}
+            seconds = time.perf_counter() - start
+            executed = {}
             for ev in eval_sets:
-                row[f"executed_{ev.name}"] = executed_loss(model, ev)
-            log.writerow(row)
+                losses = executed_losses(model, ev)
+                executed[ev.name] = (float(np.mean(losses)), float(np.std(losses)))
+            log.write(stage, it, seconds, objective=loss.item(), executed=executed)
     return history
-
-
-STAGES = {
-    "mdr": [("L_P", "train")],
-    "cvx": [("L_P", "train"), ("L_QP", "train")],
-    "dlm": [("L_P", "train"), ("L_QP", "train"), ("L_sim", "finetune")],
-    "nn": [("L_NN", "train")],
-    "nnm": [("L_NN", "train"), ("L_sim", "finetune")],
-}
-"""Each policy's stages from scratch: (loss, split)."""
-
-
-def open_log(path: Path, eval_names: Sequence[str]):
-    """A CSV learning-curve log with one column per evaluated split."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("w", newline="")
-    fields = ["stage", "iteration", "loss", "seconds", *[f"executed_{n}" for n in eval_names]]
-    writer = csv.DictWriter(handle, fieldnames=fields)
-    writer.writeheader()
-    return handle, writer

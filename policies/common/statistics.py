@@ -55,8 +55,13 @@ def mean_ci(values, *, seed: int = BOOTSTRAP_SEED, resamples: int = BOOTSTRAP_RE
     if x.size == 1 or np.ptp(x) == 0.0:  # nothing to resample: the bootstrap distribution is a point
         return Interval(mean, mean, mean)
     res = stats.bootstrap(
-        (x,), np.mean, confidence_level=CONFIDENCE, n_resamples=resamples, method="percentile",
-        rng=np.random.default_rng(seed), vectorized=True,
+        (x,),
+        np.mean,
+        confidence_level=CONFIDENCE,
+        n_resamples=resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+        vectorized=True,
     )
     return Interval(mean, float(res.confidence_interval.low), float(res.confidence_interval.high))
 

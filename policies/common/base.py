@@ -9,7 +9,7 @@ asked for one action per step::
 
 Open-loop planners (DLM, NN, the MIQP oracle) compute their whole plan in
 ``reset`` from the video (or, for privileged ones, from ``info["task"]``, which
-only :func:`policies.rollout` adds, from ``env.unwrapped.task``) and
+only :func:`policies.common.rollout` adds, from ``env.unwrapped.task``) and
 play it back; closed-loop agents (PPO) act on each observation.
 """
 

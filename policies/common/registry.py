@@ -1,4 +1,11 @@
-"""The registry of the policy zoo: names -> factories, and a user's policy class by ``module:Class``."""
+"""The registry of the policy zoo: names -> factories, and a user's policy class by ``module:Class``.
+
+The registry is the one list of policy names: each family module registers its
+policies with :func:`register_policy` when it is imported. Families are imported
+lazily, so ``import policies`` stays light (no stable-baselines3, no cvxpy):
+:func:`make_policy` imports families in :data:`FAMILIES` order until the name is
+registered, and :func:`available_policies` imports them all.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +15,12 @@ import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
-from policies.base import Policy
+from policies.common.base import Policy
+from policies.common.errors import PolicySpecError, UnknownPolicyError
 
 __all__ = [
     "register_policy",
@@ -25,20 +34,12 @@ __all__ = [
     "make_policy_or_spec",
 ]
 
+FAMILIES = ("policies.baselines", "policies.oracle", "policies.learned", "policies.rl")
+"""The modules that register the zoo's policy families, cheapest import first."""
+
 _REGISTRY: dict[str, Callable[..., Policy]] = {}
 _ALIASES: dict[str, str] = {}
 P = TypeVar("P", bound=Callable[..., Policy])
-
-
-class PolicySpecError(ValueError):
-    """A ``module:Class`` policy spec that cannot be imported, or names no policy (no ``reset``/``act``)."""
-
-
-class UnknownPolicyError(KeyError):
-    """No policy is registered under the requested name."""
-
-    def __str__(self) -> str:  # KeyError would print the repr of the message
-        return str(self.args[0])
 
 
 def register_policy(name: str, *, alias_of: str | None = None) -> Callable[[P], P]:
@@ -59,13 +60,23 @@ def register_policy(name: str, *, alias_of: str | None = None) -> Callable[[P], 
     return decorator
 
 
+def _import_families(until: str | None = None) -> None:
+    """Import the policy families (all of them, or until ``until`` is registered)."""
+    for family in FAMILIES:
+        if until is not None and until in _REGISTRY:
+            return
+        importlib.import_module(family)
+
+
 def available_policies(*, aliases: bool = True) -> list[str]:
     """Names of every registered policy, sorted (without the aliases when ``aliases`` is False)."""
+    _import_families()
     return sorted(n for n in _REGISTRY if aliases or n not in _ALIASES)
 
 
 def alias_target(name: str) -> str | None:
     """The policy that ``name`` is an alias of, or None."""
+    _import_families(until=name)
     return _ALIASES.get(name)
 
 
@@ -75,6 +86,7 @@ def make_policy(name: str, **kwargs) -> Policy:
     Raises:
         UnknownPolicyError: naming the available policies and the closest match.
     """
+    _import_families(until=name)
     try:
         factory = _REGISTRY[name]
     except KeyError:
@@ -125,7 +137,7 @@ def load_policy_spec(spec: str, **kwargs: Any):
 
     The attribute after the colon is a class (or factory), called with ``kwargs``, or a ready
     object. The policy is any object with callable ``reset(obs, info)`` and ``act(obs)``; it need not
-    subclass :class:`~policies.base.Policy`, and may lack ``config`` (the default config is used),
+    subclass :class:`~policies.common.base.Policy`, and may lack ``config`` (the default config is used),
     ``name``, ``obs_type`` (``"pixels"``) and ``privileged`` (False).
 
     Raises:

@@ -28,7 +28,7 @@ degrees, outline 1.8 mm.
 A keyframe whose estimated lowest vertex is within :data:`GROUND_SNAP` of the
 ground is put on it, as the task generator puts resting keyframes.
 :func:`estimate_task` returns a :class:`dlm_gym.Task` any planner can use;
-the ``vision_miqp`` policy (:mod:`policies.miqp`) hands it to the MIQP oracle.
+the ``vision_miqp`` policy (:mod:`policies.oracle.miqp`) hands it to the MIQP oracle.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
 from dlm_gym.geometry import InvalidPolygonError, lowest_height, rotation, transform, validate_polygon
 from dlm_gym.render import OBJECT, Renderer
 from dlm_gym.task import Task
+from policies.common.errors import DerenderError
 
 __all__ = ["object_coverage", "estimate_task", "DerenderError", "GROUND_SNAP"]
 
@@ -50,10 +51,6 @@ _CONTOUR_LEVEL = 0.58
 validation tasks): the contour at coverage 0.58 instead of 0.5 sits on the true outline."""
 _COARSE_STEP = np.deg2rad(3.0)
 _COARSE_SPAN = np.deg2rad(75.0)  # Appendix A turns at most 45 degrees, plus noise
-
-
-class DerenderError(ValueError):
-    """The video shows no object (or one the estimate cannot turn into a valid task)."""
 
 
 def object_coverage(frames: np.ndarray) -> np.ndarray:
@@ -144,8 +141,9 @@ def _sharpen(contour: np.ndarray, corners: np.ndarray) -> np.ndarray:
     return out
 
 
-def _register_angle(alpha: np.ndarray, polygon: np.ndarray, centre: np.ndarray, guess: float,
-                    renderer: Renderer) -> float:
+def _register_angle(
+    alpha: np.ndarray, polygon: np.ndarray, centre: np.ndarray, guess: float, renderer: Renderer
+) -> float:
     """The rotation of ``polygon`` about ``centre`` whose rendering best matches the coverage ``alpha``."""
 
     def misfit(theta: float) -> float:
@@ -169,8 +167,9 @@ def _align(points: np.ndarray, polygon: np.ndarray, pose0) -> np.ndarray:
         local = (points - pose[:2]) @ rotation(pose[2])  # world -> body frame
         return [nearest_boundary_point(outline, p)[1] for p in local]
 
-    return least_squares(residuals, np.asarray(pose0, dtype=np.float64), x_scale=[0.01, 0.01, 0.05],
-                         loss="soft_l1", f_scale=0.003).x
+    return least_squares(
+        residuals, np.asarray(pose0, dtype=np.float64), x_scale=[0.01, 0.01, 0.05], loss="soft_l1", f_scale=0.003
+    ).x
 
 
 def estimate_task(video: np.ndarray, config: SceneConfig = DEFAULT_CONFIG, *, name: str = "") -> Task:
@@ -192,7 +191,8 @@ def estimate_task(video: np.ndarray, config: SceneConfig = DEFAULT_CONFIG, *, na
     poses = [np.array([*centres[0], 0.0])]
     for k in range(1, len(video)):
         theta = _register_angle(alpha[k], polygon, centres[k], poses[-1][2], renderer)
-        points = _pixel_to_world(*_contour(alpha[k]).T, config)
+        rows, cols = _contour(alpha[k]).T
+        points = _pixel_to_world(rows, cols, config)
         poses.append(_align(points, polygon, (*centres[k], theta)))
     trajectory = np.stack(poses)
     low = lowest_height(polygon, trajectory)

@@ -1,4 +1,4 @@
-"""A differentiable smoothed-contact model of the sagittal scene in torch (DESIGN.md section 8.2).
+"""A differentiable smoothed-contact model of the sagittal scene in torch (docs/design.md section 8.2).
 
 The paper (Section 4.4) approximates the discrete contact activation
 ``delta(D)`` by a sigmoid ``sigma(-D, kappa)`` and back-propagates through its
@@ -51,7 +51,7 @@ Every physical constant (masses, gravity, frictions, finger radius and servo,
 timing, command box) comes from :class:`~dlm_gym.config.SceneConfig`; only the
 contact regularisation lives in :class:`ContactModel`. The model does not
 match pymunk's hard contacts exactly; :func:`discrepancy` measures by how much
-(``python -m policies.diffsim 64 --no-bench`` prints the figures; under
+(``python examples/diffsim_study.py --no-bench`` prints the figures; under
 physics 0.2, with squeeze-and-carry commands on 64 sampled 4-6-facet tasks
 the median of a rollout's largest position error is 0.85 mm, 90th percentile
 4.1 mm; left alone, 0.69 mm and 3.1 mm; 12 facets 0.95 / 4.9 mm; outliers
@@ -62,7 +62,7 @@ term: the contact point is moved out of the object against its pose before
 the substep (:func:`_servo_anchors`), the servo force is the damped spring's,
 clipped to the force limit.
 
-Speed (:func:`bench_autodiff`, forward + backward, 2 cores): 18 ms per
+Speed (``bench_autodiff`` in ``examples/benchmark.py``, forward + backward, 2 cores): 18 ms per
 datapoint at batch 16 eager (per-op overhead dominates: 5 ms at batch 64),
 2.5 ms with ``compile=True``.
 """
@@ -71,12 +71,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from dlm_gym.actions import clip_command
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
 from dlm_gym.geometry import polar_moment
 from dlm_gym.metrics import object_trajectory_loss
@@ -90,9 +90,7 @@ __all__ = [
     "simulate_torch",
     "sim_loss_autodiff",
     "discrepancy",
-    "bench_autodiff",
 ]
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,13 +164,6 @@ def command_anchors(commands: torch.Tensor, config: SceneConfig = DEFAULT_CONFIG
     back = config.finger_radius / torch.linalg.vector_norm(f, dim=-1, keepdim=True).clamp(min=FORCE_SCALE_FLOOR)
     centre = p - back * f
     return centre + f / config.servo_stiffness, centre
-
-
-def _clip_commands(commands: torch.Tensor, config: SceneConfig) -> torch.Tensor:
-    (x0, x1), (y0, y1), fl = config.view_x, config.view_y, config.force_limit
-    lo = commands.new_tensor([x0, y0, -fl, -fl])
-    hi = commands.new_tensor([x1, y1, fl, fl])
-    return torch.maximum(torch.minimum(commands, hi), lo)
 
 
 def _soft_clamp(x: torch.Tensor) -> torch.Tensor:
@@ -396,16 +387,28 @@ def simulate_torch(
     if start.shape != (B, 3):
         raise ValueError(f"start poses must have shape ({B}, 3), got {tuple(start.shape)}")
     if clip:
-        commands = _clip_commands(commands, config)
+        commands = clip_command(commands, config)
     sc = _Scene(polygons, config, model, dtype, device)
     anchors, _ = command_anchors(commands, config)  # (B, T, N, 2), as given (the sweep's own velocity)
     zero = start.new_zeros(B, 1)
     c0, s0 = torch.cos(start[:, 2:3]), torch.sin(start[:, 2:3])
     first = commands[:, 0]
-    ax0, ay0 = _servo_anchors(sc, start[:, 0:1], start[:, 1:2], c0, s0, first[..., 0], first[..., 1], first[..., 2], first[..., 3])
+    ax0, ay0 = _servo_anchors(
+        sc, start[:, 0:1], start[:, 1:2], c0, s0, first[..., 0], first[..., 1], first[..., 2], first[..., 3]
+    )
     # placement: the finger centre where the servo holds it at rest (Scene.place_fingers)
-    state = (start[:, 0:1], start[:, 1:2], start[:, 2:3], zero, zero, zero,
-             ax0 - first[..., 2] * sc.k_inv, ay0 - first[..., 3] * sc.k_inv, start.new_zeros(B, N), start.new_zeros(B, N))
+    state = (
+        start[:, 0:1],
+        start[:, 1:2],
+        start[:, 2:3],
+        zero,
+        zero,
+        zero,
+        ax0 - first[..., 2] * sc.k_inv,
+        ay0 - first[..., 3] * sc.k_inv,
+        start.new_zeros(B, N),
+        start.new_zeros(B, N),
+    )
     poses = [start]
     step = _compiled_substep() if compile else _substep
     for k in range(1, T):
@@ -466,13 +469,18 @@ def discrepancy(
     ``loss_torch`` (object-trajectory losses against the tasks' targets) and
     ``traj_loss`` (the object-trajectory loss between the two simulations).
     """
-    from policies.simgrad import simulate
+    from policies.dlm.simgrad import simulate
 
     tasks = list(tasks)
     ref = simulate(tasks, commands, config)
     with torch.no_grad():
-        sim = simulate_torch([t.polygon for t in tasks], np.stack([t.trajectory[0] for t in tasks]),
-                             torch.as_tensor(commands, dtype=torch.float64), config, model).numpy()
+        sim = simulate_torch(
+            [t.polygon for t in tasks],
+            np.stack([t.trajectory[0] for t in tasks]),
+            torch.as_tensor(commands, dtype=torch.float64),
+            config,
+            model,
+        ).numpy()
     targets = np.stack([t.trajectory for t in tasks])
     return {
         "position_mm": 1e3 * np.linalg.norm(sim[..., :2] - ref[..., :2], axis=-1).max(-1),
@@ -481,74 +489,3 @@ def discrepancy(
         "loss_torch": object_trajectory_loss(sim, targets, config.loss_rho),
         "traj_loss": object_trajectory_loss(sim, ref, config.loss_rho),
     }
-
-
-def bench_autodiff(n: int = 16, *, seed: int = 0, repeats: int = 3, dtype=torch.float32, compile: bool = False) -> dict:
-    """Seconds per datapoint of the autodiff ``L_sim`` backward (forward + backward) at batch ``n``.
-
-    Inputs are those of :func:`policies.simgrad.bench_fd` (sampled tasks,
-    squeeze-and-carry commands). Eager by default; ``compile=True`` times the
-    ``torch.compile`` path after a warm-up call that compiles it. The best of
-    ``repeats`` timed calls.
-    """
-    from dlm_gym.task import sample_task
-    from policies.simgrad import squeeze_commands
-
-    tasks = [sample_task(seed + i) for i in range(n)]
-    cmds = torch.as_tensor(np.stack([squeeze_commands(t) for t in tasks]), dtype=dtype)
-    if compile:
-        sim_loss_autodiff(tasks, cmds.clone().requires_grad_(True), compile=True).sum().backward()
-    best = math.inf
-    for _ in range(max(1, repeats)):
-        c = cmds.clone().requires_grad_(True)
-        start = time.perf_counter()
-        sim_loss_autodiff(tasks, c, compile=compile).sum().backward()
-        best = min(best, time.perf_counter() - start)
-    return {"sim_grad_autodiff_backward_s": best / n}
-
-
-def _main() -> None:  # python -m policies.diffsim [n_tasks]: discrepancy vs pymunk and timings
-    import sys
-
-    from dlm_gym.task import sample_task
-    from policies.simgrad import noop_commands, squeeze_commands
-
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 64
-
-    def draw(first: int, **kwargs) -> list:
-        tasks, seed = [], first
-        while len(tasks) < n:
-            try:
-                tasks.append(sample_task(seed, **kwargs))
-            except RuntimeError:  # the generator gave up on this seed
-                pass
-            seed += 1
-        return tasks
-
-    sets = {
-        "4-6 facets": draw(1000),
-        "12 facets": draw(2000, n_facets=12),
-        "smooth": draw(3000, shape="smooth"),
-    }
-    print(f"torch model vs pymunk, {n} sampled tasks per set (errors: max over the T keyframes of a rollout)")
-    for name, tasks in sets.items():
-        for kind, cmds in (
-            ("squeeze", np.stack([squeeze_commands(t) for t in tasks])),
-            ("do-nothing", np.stack([noop_commands()] * len(tasks))),
-        ):
-            d = discrepancy(tasks, cmds)
-            p, a, tl = d["position_mm"], d["angle_deg"], d["traj_loss"]
-            print(
-                f"{name:>10} {kind:>10}: position mm median {np.median(p):5.2f} p90 {np.percentile(p, 90):6.2f} "
-                f"max {p.max():6.1f} | angle deg median {np.median(a):4.2f} p90 {np.percentile(a, 90):5.2f} | "
-                f"L(torch, pymunk) cm^2 median {np.median(tl):.4f} mean {tl.mean():.3f} | "
-                f"L_sim mean pymunk {d['loss_pymunk'].mean():.3f} torch {d['loss_torch'].mean():.3f}"
-            )
-    if len(sys.argv) > 2 and sys.argv[2] == "--no-bench":
-        return
-    print(bench_autodiff(16), "(eager, batch 16)")
-    print(bench_autodiff(64, repeats=2), "(eager, batch 64)")
-
-
-if __name__ == "__main__":
-    _main()

@@ -1,4 +1,4 @@
-"""Gradients of the object-trajectory loss through the real pymunk scene (DESIGN.md section 8.1).
+"""Gradients of the object-trajectory loss through the real pymunk scene (docs/design.md section 8.1).
 
 The paper (Section 4.4) trains with ``L_sim`` by back-propagating through the
 simulator with **central finite differences**. This module does that over
@@ -14,9 +14,9 @@ simulator with **central finite differences**. This module does that over
   function, so that training code can call ``loss.backward()``.
 - :func:`naive_fd_gradient` is the slow reference (full re-simulation).
 
-Speed (the paper needed 40 s per datapoint). :func:`bench_fd` (batch 16 of
+Speed (the paper needed 40 s per datapoint). ``bench_fd`` of ``examples/benchmark.py`` (batch 16 of
 sampled tasks with both fingers in contact throughout, 2 cores, otherwise
-idle machine; ``python -m policies.simgrad``): 144 ms per datapoint under
+idle machine; ``python examples/benchmark.py --only learning``): 144 ms per datapoint under
 physics 0.2 (86 ms with ``chain=True``; 126 ms for do-nothing commands).
 Physics 0.1 took 18.6 ms: its servo ran inside chipmunk, while 0.2's runs in
 Python every substep so that it can project contact points out of the object
@@ -90,14 +90,12 @@ import concurrent.futures
 import multiprocessing
 import os
 import pickle
-import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
+from dlm_gym.actions import clip_command, command_bounds
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
-from dlm_gym.dynamics import required_wrench
-from dlm_gym.geometry import lowest_height, rotation
 from dlm_gym.metrics import object_trajectory_loss
 from dlm_gym.scene import Scene
 from dlm_gym.task import Task
@@ -107,14 +105,10 @@ __all__ = [
     "fd_gradient",
     "naive_fd_gradient",
     "default_steps",
-    "command_bounds",
     "SimulatorLoss",
     "sim_loss_fd",
-    "squeeze_commands",
-    "noop_commands",
     "shutdown_pool",
     "default_workers",
-    "bench_fd",
 ]
 
 POSITION_STEP = 1e-3
@@ -127,17 +121,8 @@ def default_steps(config: SceneConfig = DEFAULT_CONFIG) -> np.ndarray:
     return np.array([POSITION_STEP, POSITION_STEP, hf, hf])
 
 
-def command_bounds(config: SceneConfig = DEFAULT_CONFIG) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper command bounds ``(4,)``: what ``[-1, 1]`` actions map to."""
-    (x0, x1), (y0, y1), f = config.view_x, config.view_y, config.force_limit
-    scale = np.array([(x1 - x0) / 2, (y1 - y0) / 2, f, f])
-    offset = np.array([(x1 + x0) / 2, (y1 + y0) / 2, 0.0, 0.0])
-    # the same arithmetic as action_to_command(+-1), so clipped values match the env bit for bit
-    return -1.0 * scale + offset, 1.0 * scale + offset
-
-
 # ---------------------------------------------------------------------------- inputs
-def _as_batch(tasks, commands, config: SceneConfig, targets=None):
+def _as_batch(tasks, commands, config: SceneConfig, targets=None) -> tuple[list[Task], np.ndarray, np.ndarray]:
     """Normalise ``tasks`` (a Task or a sequence) and ``commands`` to a list and a (B, T, N, 4) array."""
     if isinstance(tasks, Task):
         tasks = [tasks]
@@ -160,11 +145,6 @@ def _as_batch(tasks, commands, config: SceneConfig, targets=None):
     else:
         targets = np.asarray(targets, dtype=np.float64).reshape(B, T, 3)
     return tasks, cmd, targets
-
-
-def _clip(cmd: np.ndarray, config: SceneConfig) -> np.ndarray:
-    lo, hi = command_bounds(config)
-    return np.minimum(np.maximum(cmd, lo), hi)
 
 
 # ---------------------------------------------------------------------------- rollouts
@@ -199,7 +179,7 @@ def simulate(
     """
     tasks, cmd, _ = _as_batch(tasks, commands, config)
     if clip:
-        cmd = _clip(cmd, config)
+        cmd = clip_command(cmd, config)
     return np.stack([_rollout(t.polygon, t.trajectory[0], c, config) for t, c in zip(tasks, cmd)])
 
 
@@ -488,122 +468,5 @@ try:
         return SimulatorLoss.apply(commands, list(tasks), targets, h, config, chain)
 
 except ImportError:  # pragma: no cover - torch is a dependency
-    SimulatorLoss = None  # type: ignore[assignment]
+    SimulatorLoss = None  # type: ignore[assignment,misc]
     sim_loss_fd = None  # type: ignore[assignment]
-
-
-# ---------------------------------------------------------------------------- commands
-def _facet_data(polygon: np.ndarray):
-    v = np.asarray(polygon, dtype=np.float64)
-    e = np.roll(v, -1, axis=0) - v
-    length = np.linalg.norm(e, axis=1)
-    t = e / length[:, None]
-    n = np.stack([t[:, 1], -t[:, 0]], axis=1)  # outward for a CCW polygon
-    return v, e, t, n
-
-
-def squeeze_commands(
-    task: Task, squeeze: float = 15.0, config: SceneConfig = DEFAULT_CONFIG
-) -> np.ndarray:
-    """Plausible oracle-like commands ``(T, N, 4)`` for a task: a two-finger squeeze that carries the object.
-
-    Two facets and points on them are chosen (in the object frame) so that the
-    line between the points lies inside both friction cones with the most
-    margin and passes as close to the centroid as possible. At each keyframe
-    the points follow the target pose; each finger presses towards the other
-    with ``squeeze`` newtons and adds half of the net force ``m r'' + m g``
-    (:func:`dlm_gym.dynamics.required_wrench`) when the target is off the
-    ground, or half of ``m r''`` when it rests on it. Not an optimal plan; a
-    test and benchmark input. With N != 2 the extra fingers are parked at the
-    top of the view.
-    """
-    v, e, _, n = _facet_data(task.polygon)
-    mu = config.finger_friction
-    s = np.linspace(0.2, 0.8, 7)
-    best, best_score = None, -np.inf
-    F = len(v)
-    for a in range(F):
-        for b in range(a + 1, F):
-            pa = v[a] + s[:, None] * e[a]  # (7, 2)
-            pb = v[b] + s[:, None] * e[b]
-            u = pb[None, :, :] - pa[:, None, :]  # (7, 7, 2) from a to b
-            dist = np.linalg.norm(u, axis=-1)
-            u = u / np.maximum(dist, 1e-9)[..., None]
-            # finger a pushes along u, which must point into the object (-n_a): cos vs inward normals
-            cos_a = -(u @ n[a])
-            cos_b = u @ n[b]
-            cos = np.minimum(cos_a, cos_b)
-            inside = cos > 1.0 / np.sqrt(1.0 + (0.8 * mu) ** 2)  # 80 % of the friction cone
-            mid = np.linalg.norm((pa[:, None, :] + pb[None, :, :]) / 2, axis=-1)
-            score = np.where(inside, cos - 2.0 * mid / config.object_radius, -np.inf)
-            i, j = np.unravel_index(np.argmax(score), score.shape)
-            if score[i, j] > best_score:
-                best_score, best = score[i, j], (pa[i], pb[j])
-    if best is None:  # no antipodal pair: opposite vertices' neighbourhood, squeezing through the centroid
-        a = int(np.argmin(v[:, 0]))
-        b = int(np.argmax(v[:, 0]))
-        best = (0.9 * v[a], 0.9 * v[b])
-    pa, pb = best
-    T = config.horizon
-    traj = task.trajectory
-    R = rotation(traj[:, 2])  # (T, 2, 2)
-    wa = np.einsum("tij,j->ti", R, pa) + traj[:, :2]
-    wb = np.einsum("tij,j->ti", R, pb) + traj[:, :2]
-    u = wb - wa
-    u /= np.linalg.norm(u, axis=1, keepdims=True)
-    net = required_wrench(task.polygon, traj, config)[:, :2].copy()
-    on_ground = lowest_height(task.polygon, traj) < 3e-3
-    net[on_ground, 1] -= config.mass * config.gravity
-    net[on_ground, 1] = np.maximum(net[on_ground, 1], 0.0)
-    cmd = np.zeros((T, config.num_fingers, 4))
-    cmd[:, 0, :2], cmd[:, 0, 2:] = wa, squeeze * u + net / 2
-    if config.num_fingers >= 2:
-        cmd[:, 1, :2], cmd[:, 1, 2:] = wb, -squeeze * u + net / 2
-    for i in range(2, config.num_fingers):
-        cmd[:, i, 0] = config.view_x[1]
-        cmd[:, i, 1] = config.view_y[1]
-    return _clip(cmd, config)
-
-
-def noop_commands(config: SceneConfig = DEFAULT_CONFIG) -> np.ndarray:
-    """The do-nothing commands ``(T, N, 4)`` of the ``noop`` policy: fingers in the top corners, no force."""
-    n = config.num_fingers
-    xs = np.linspace(config.view_x[0], config.view_x[1], n) if n > 1 else np.zeros(1)
-    one = np.stack([xs, np.full(n, config.view_y[1]), np.zeros(n), np.zeros(n)], axis=1)
-    return np.repeat(one[None], config.horizon, axis=0)
-
-
-# ---------------------------------------------------------------------------- benchmark
-def bench_fd(
-    n: int = 16, *, seed: int = 0, repeats: int = 2, workers: int | None = None, chain: bool = False,
-    commands: str = "squeeze",
-) -> dict:
-    """Seconds per datapoint of :func:`fd_gradient` (the backward of ``L_sim``) on ``n`` sampled tasks.
-
-    The commands are :func:`squeeze_commands` (both fingers in contact all the
-    time: the costly case) or ``commands="noop"``. The pool is warmed up
-    first; the best of ``repeats`` timed calls is reported.
-    """
-    from dlm_gym.task import sample_task
-
-    tasks = [sample_task(seed + i) for i in range(n)]
-    if commands == "squeeze":
-        cmds = np.stack([squeeze_commands(t) for t in tasks])
-    elif commands == "noop":
-        cmds = np.stack([noop_commands()] * n)
-    else:
-        raise ValueError(f"commands must be 'squeeze' or 'noop', got {commands!r}")
-    m = max(1, min(n, 2))
-    fd_gradient(tasks[:m], cmds[:m], workers=workers, chain=chain)  # start the pool
-    best = np.inf
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        fd_gradient(tasks, cmds, workers=workers, chain=chain)
-        best = min(best, time.perf_counter() - start)
-    return {"sim_grad_fd_backward_s": best / n}
-
-
-if __name__ == "__main__":  # python -m policies.simgrad: the benchmark figures
-    print(bench_fd(16), "(batch 16, squeeze commands, chain=False)")
-    print(bench_fd(16, chain=True), "(batch 16, squeeze commands, chain=True)")
-    print(bench_fd(16, commands="noop"), "(batch 16, do-nothing commands)")

@@ -1,6 +1,7 @@
 """The MIQP contact-trajectory-optimisation oracle as a zoo policy (privileged, as in the paper).
 
-It reads the ground-truth task from ``info["task"]``, which the rollout loop adds from ``env.unwrapped.task`` (shape and target
+It reads the ground-truth task from ``info["task"]``, which the rollout loop adds from
+``env.unwrapped.task`` (shape and target
 trajectory, which no other policy sees), solves the mixed-integer program of
 :mod:`dlm_gym.oracle`, and plays the plan back through the same env step loop
 as every other policy.
@@ -13,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from dlm_gym.actions import noop_commands
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
 from dlm_gym.oracle import solve_oracle
-from policies.base import OpenLoopPolicy
-from policies.baselines import NoopPolicy
-from policies.registry import register_policy
+from dlm_gym.task import Task
+from policies.common.base import OpenLoopPolicy
+from policies.common.registry import register_policy
 
 __all__ = ["MIQPPolicy", "VisionMIQPPolicy"]
 
@@ -38,7 +40,7 @@ class MIQPPolicy(OpenLoopPolicy):
         super().__init__(config)
         self.time_limit = time_limit
         self.oracle_kwargs = oracle_kwargs
-        self.last_plan = None
+        self.last_plan: Any = None  # the last OraclePlan, for inspection
 
     def plan(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
         task = info.get("task")
@@ -57,18 +59,12 @@ class MIQPPolicy(OpenLoopPolicy):
         warnings.warn(
             f"{self.name}: no plan for {task!r} (status {plan.status.name}); keeping the fingers clear", stacklevel=3
         )
-        return self._noop_plan(obs)
-
-    def _noop_plan(self, obs: dict[str, Any]) -> np.ndarray:
-        from dlm_gym.actions import action_to_command
-
-        noop = action_to_command(NoopPolicy(self.config).act(obs), self.config)
-        return np.broadcast_to(noop, (self.config.horizon, *noop.shape)).copy()
+        return noop_commands(self.config)
 
 
 @register_policy("vision_miqp")
 class VisionMIQPPolicy(MIQPPolicy):
-    """The MIQP oracle on the task estimated from the video alone (:mod:`policies.derender`): not privileged.
+    """The MIQP oracle on the task estimated from the video alone (:mod:`policies.oracle.derender`): not privileged.
 
     The reference every learned policy is judged against: it knows what the
     video shows and how to plan, and nothing else. ``last_estimate`` is the
@@ -78,14 +74,17 @@ class VisionMIQPPolicy(MIQPPolicy):
 
     name = "vision_miqp"
     privileged = False
+    last_estimate: Task | None = None
+    """The task estimated from the last video (None if the video showed no object)."""
 
     def plan(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
-        from policies.derender import DerenderError, estimate_task
+        from policies.common.errors import DerenderError
+        from policies.oracle.derender import estimate_task
 
         try:
             self.last_estimate = estimate_task(obs["video"], self.config)
         except DerenderError as exc:
             self.last_estimate = None
             warnings.warn(f"vision_miqp: {exc}; keeping the fingers clear", stacklevel=2)
-            return self._noop_plan(obs)
+            return noop_commands(self.config)
         return self.plan_task(self.last_estimate, obs)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -18,7 +19,10 @@ from tqdm.auto import tqdm
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
 from dlm_gym.envs.video_planar_manip import VideoPlanarManipEnv
 from dlm_gym.task import Task
-from policies.base import Policy
+
+if TYPE_CHECKING:
+    from dlm_gym.datasets import Split
+from policies.common.base import Policy
 
 __all__ = ["EpisodeResult", "rollout", "evaluate", "summarize", "policy_config", "policy_obs_type", "policy_name"]
 
@@ -52,7 +56,7 @@ class EpisodeResult:
 
     task_name: str
     loss: float
-    """Object-trajectory loss in cm^2 (DESIGN.md section 5)."""
+    """Object-trajectory loss in cm^2 (docs/design.md section 5)."""
     episode_return: float
     forward_s: float
     """Seconds the policy spent computing (``reset`` plus every ``act``) for this datapoint."""
@@ -90,7 +94,7 @@ def rollout(
     ):
         env = _make_env(policy, record)
     obs, info = env.reset(options={"task": task})
-    frames = [env.render()] if record else None
+    frames: list[np.ndarray] = [env.render()] if record else []
     if getattr(policy, "privileged", False):  # the one way the ground truth reaches a planner
         info = {**info, "task": env.task}
     start = time.perf_counter()
@@ -114,27 +118,38 @@ def rollout(
         simulated_trajectory=env.simulated_trajectory,
         success=bool(info["is_success"]),
         max_projection_m=projection,
-        frames=frames,
+        frames=frames if record else None,
     )
 
 
-def _resolve_tasks(tasks: str | Sequence[Task] | Iterable[Task]) -> list[Task]:
+def _resolve_tasks(tasks) -> list[Task]:
+    """A split name, a :class:`~dlm_gym.datasets.Split` (or its items), a Task, or tasks -> a list of tasks."""
     if isinstance(tasks, str):
         from dlm_gym.datasets import load_split
 
         return list(load_split(tasks).tasks)
-    return list(tasks)
+    if isinstance(tasks, Task):
+        return [tasks]
+    resolved = []
+    for item in getattr(tasks, "tasks", tasks):  # a Split holds its tasks; its items hold one each
+        task = getattr(item, "task", item)
+        if not isinstance(task, Task):
+            raise TypeError(
+                f"evaluate() takes a split name, a Split, or dlm_gym.Task objects; got a {type(task).__name__}"
+            )
+        resolved.append(task)
+    return resolved
 
 
 def evaluate(
     policy: Policy,
-    tasks: str | Sequence[Task],
+    tasks: str | Split | Task | Iterable[Task],
     *,
     record: bool = False,
     progress: bool = True,
     desc: str | None = None,
 ) -> list[EpisodeResult]:
-    """Run ``policy`` once on every task of a split name or a list of tasks.
+    """Run ``policy`` once on every task of ``tasks``: a split name, a ``Split``, a Task, or tasks.
 
     ``policy``: as for :func:`rollout`. ``progress`` shows a bar, and only where stderr is a terminal.
     """
@@ -151,7 +166,7 @@ def evaluate(
 
 def summarize(results: Sequence[EpisodeResult]) -> dict:
     """Mean loss with its 95 % bootstrap interval, std, median, success rate and mean forward time per datapoint."""
-    from policies.statistics import mean_ci
+    from policies.common.statistics import mean_ci
 
     if not results:
         raise ValueError("no results to summarize")

@@ -8,7 +8,7 @@
 
 Both map uint8 videos ``(B, T, 50, 50, 3)`` to keyframe commands
 ``(B, T, N, 4)`` (contact point in metres, force on the object in newtons),
-which :class:`policies.base.OpenLoopPolicy` plays back.
+which :class:`policies.common.base.OpenLoopPolicy` plays back.
 
 Checkpoints are plain ``torch.save`` dicts of tensors, strings and numbers, read
 back with ``torch.load(..., weights_only=True)``. They carry a SHA-256 content
@@ -30,54 +30,33 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
-from dlm_gym.dynamics import acceleration_operator
+from dlm_gym.actions import action_scale_offset
 from dlm_gym.atomic import atomic_write
+from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
+from dlm_gym.dynamics import acceleration_operator, wrench
 from dlm_gym.mechanics import NUM_ENV_CONTACTS, vector_dim, vector_layout
-from policies.networks import MLP, VideoEncoder
-from policies.qp import InverseDynamicsQP, QPSolution, reference_points_from_jacobian
+from policies.common.errors import CheckpointError
+from policies.common.paths import CHECKPOINT_DIR
+from policies.dlm.architectures import ARCHITECTURES
+from policies.dlm.networks import MLP, VideoEncoder
+from policies.dlm.qp import InverseDynamicsQP, QPSolution, reference_points_from_jacobian
 
 __all__ = [
     "DLMNet",
     "NNNet",
-    "CheckpointError",
-    "CheckpointKindError",
-    "POLICY_KINDS",
     "content_hash",
     "save_checkpoint",
     "load_checkpoint",
     "add_content_hash",
     "rebuild_hint",
-    "CHECKPOINT_DIR",
 ]
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 CHECKPOINT_VERSION = 1
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, corrupt or of another kind or version; the message names the file and the fix.
-
-    The one checkpoint error of the whole zoo (the PPO loader raises it too), exported as ``policies.CheckpointError``.
-    """
-
-
-class CheckpointKindError(CheckpointError, ValueError):
-    """A sound checkpoint of a policy that cannot serve as the one requested (an NN checkpoint run as dlm).
-
-    Also a ValueError: it is a wrong argument, and ``train_policy`` always raised ValueError for it.
-    """
-
-
-POLICY_KINDS = {"mdr": "dlm", "cvx": "dlm", "dlm": "dlm", "nn": "nn", "nnm": "nn"}
-"""Learned policy -> the network kind it is (``DLMNet.kind`` or ``NNNet.kind``)."""
-
-
-def _command_scale(config: SceneConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Offset and scale mapping commands (m, N) to roughly unit range (the action normalisation)."""
-    (x0, x1), (y0, y1), f = config.view_x, config.view_y, config.force_limit
-    offset = torch.tensor([(x0 + x1) / 2, (y0 + y1) / 2, 0.0, 0.0])
-    scale = torch.tensor([(x1 - x0) / 2, (y1 - y0) / 2, f, f])
+def command_scale(config: SceneConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Offset and scale (float32 ``(4,)``) of the action box (:mod:`dlm_gym.actions`): commands in unit range."""
+    scale, offset = action_scale_offset(config, like=torch.zeros(()))
     return offset, scale
 
 
@@ -91,6 +70,12 @@ class DLMNet(nn.Module):
     """
 
     kind = "dlm"
+    hparams: dict[str, int]
+    # buffers (registered in __init__), declared for type checkers
+    p_mean: torch.Tensor
+    p_std: torch.Tensor
+    log_inertia_stats: torch.Tensor
+    accel: torch.Tensor
 
     def __init__(self, config: SceneConfig = DEFAULT_CONFIG, latent_dim: int = 75, lstm_layers: int = 5) -> None:
         super().__init__()
@@ -107,7 +92,9 @@ class DLMNet(nn.Module):
         self.register_buffer("p_mean", torch.zeros(T * self.dim))
         self.register_buffer("p_std", torch.ones(T * self.dim))
         self.register_buffer("log_inertia_stats", torch.tensor([0.0, 1.0]))
-        self.register_buffer("accel", torch.as_tensor(np.array(acceleration_operator(T, config.dt)), dtype=torch.float32))
+        self.register_buffer(
+            "accel", torch.as_tensor(np.array(acceleration_operator(T, config.dt)), dtype=torch.float32)
+        )
         self.hparams = {"latent_dim": latent_dim, "lstm_layers": lstm_layers}
 
     def set_label_statistics(self, p_vectors: np.ndarray, log_inertia: np.ndarray) -> None:
@@ -138,20 +125,20 @@ class DLMNet(nn.Module):
 
     def wrench(self, trajectory: torch.Tensor, inertia: torch.Tensor) -> torch.Tensor:
         """``M r''(t) + G`` ``(B, T, 3)`` from a trajectory with the dynamics model of :mod:`dlm_gym.dynamics`."""
-        cfg = self.config
         acc = torch.einsum("st,btc->bsc", self.accel.to(trajectory.dtype), trajectory)
-        m = torch.full_like(inertia, cfg.mass)
-        M = torch.stack([m, m, inertia], dim=-1)[:, None, :]
-        gravity = torch.tensor([0.0, cfg.mass * cfg.gravity, 0.0], dtype=trajectory.dtype)
-        return acc * M + gravity
+        return wrench(acc, inertia, self.config)
 
     def solve(self, fields: dict[str, torch.Tensor], inertia: torch.Tensor) -> QPSolution:
         """The QP layer on decoded parameters."""
         r = fields["trajectory"]
         ref = reference_points_from_jacobian(fields["jacobian"], r[..., :2], self.config.num_fingers)
         return self.qp(
-            self.wrench(r, inertia), fields["jacobian"], fields["finger_facets"], fields["finger_cones"],
-            fields["env_cones"], ref,
+            self.wrench(r, inertia),
+            fields["jacobian"],
+            fields["finger_facets"],
+            fields["finger_cones"],
+            fields["env_cones"],
+            ref,
         )
 
     def commands(self, video: torch.Tensor) -> torch.Tensor:
@@ -165,13 +152,16 @@ class NNNet(nn.Module):
     """The NN baseline: encoder + 3-layer MLP straight to (normalised) finger commands."""
 
     kind = "nn"
+    hparams: dict[str, int]
+    offset: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(self, config: SceneConfig = DEFAULT_CONFIG, latent_dim: int = 75, lstm_layers: int = 5) -> None:
         super().__init__()
         self.config = config
         self.encoder = VideoEncoder(config.frame_size, latent_dim, lstm_layers)
         self.head = MLP(latent_dim, config.horizon * config.num_fingers * 4)
-        offset, scale = _command_scale(config)
+        offset, scale = command_scale(config)
         self.register_buffer("offset", offset)
         self.register_buffer("scale", scale)
         self.hparams = {"latent_dim": latent_dim, "lstm_layers": lstm_layers}
@@ -188,7 +178,7 @@ class NNNet(nn.Module):
         return (commands - self.offset) / self.scale
 
 
-_KINDS = {"dlm": DLMNet, "nn": NNNet}
+_KINDS: dict[str, type[DLMNet] | type[NNNet]] = {"dlm": DLMNet, "nn": NNNet}
 
 
 def content_hash(state_dict: dict[str, torch.Tensor]) -> str:
@@ -211,7 +201,7 @@ def rebuild_hint(path: Path | str, payload: Any = None) -> str:
         return f"rebuild it with `{payload['command']}`"
     path = Path(path)
     name = path.stem.removesuffix("_paper")
-    policy = name if name in POLICY_KINDS else "<" + "|".join(POLICY_KINDS) + ">"
+    policy = name if name in ARCHITECTURES else "<" + "|".join(ARCHITECTURES) + ">"
     default = path.parent.resolve() == CHECKPOINT_DIR and path.stem.endswith("_paper")
     return f"rebuild it with `python examples/train.py --policy {policy}" + ("`" if default else f" --out {path}`")
 
@@ -223,7 +213,7 @@ def _write_atomically(payload: dict, path: Path) -> None:
 
 
 def save_checkpoint(
-    model: nn.Module, path: Path | str, *, policy: str, command: str, extra: dict | None = None
+    model: DLMNet | NNNet, path: Path | str, *, policy: str, command: str, extra: dict | None = None
 ) -> Path:
     """Write ``model`` with what is needed to rebuild it, the command that trained it and its content hash."""
     path = Path(path)
@@ -259,10 +249,10 @@ def _check_identity(path: Path, payload: dict, hint: str) -> None:
             f"{path} has checkpoint version {payload.get('version')!r}, expected {CHECKPOINT_VERSION}; {hint}"
         )
     policy, kind = payload.get("policy"), payload["kind"]
-    if POLICY_KINDS.get(policy) != kind:
+    if policy not in ARCHITECTURES or ARCHITECTURES[policy].network != kind:
         raise CheckpointError(
             f"{path} says it holds policy {policy!r} in a {kind!r} network, which does not go together "
-            f"(known: {POLICY_KINDS}); {hint}"
+            f"(known: {', '.join(f'{n} in {a.network}' for n, a in ARCHITECTURES.items())}); {hint}"
         )
 
 
@@ -284,7 +274,9 @@ def _check_hparams(path: Path, hparams: Any, hint: str) -> None:
 def _check_weights(path: Path, payload: dict, hint: str) -> None:
     """A name -> tensor dict, matching the content hash when the file has one, and finite."""
     state = payload.get("state_dict")
-    if not (isinstance(state, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
+    if not (
+        isinstance(state, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
+    ):
         raise CheckpointError(f"{path}: 'state_dict' must map names to tensors, got {type(state).__name__}; {hint}")
     stored = payload.get("content_hash")
     if stored is not None and stored != content_hash(state):
@@ -297,7 +289,7 @@ def _check_weights(path: Path, payload: dict, hint: str) -> None:
             raise CheckpointError(f"{path}: weight {name!r} holds NaN or inf (training diverged?); {hint}")
 
 
-def load_checkpoint(path: Path | str, config: SceneConfig = DEFAULT_CONFIG) -> tuple[nn.Module, dict[str, Any]]:
+def load_checkpoint(path: Path | str, config: SceneConfig = DEFAULT_CONFIG) -> tuple[DLMNet | NNNet, dict[str, Any]]:
     """Rebuild a model from a checkpoint (``weights_only`` loading: no code is unpickled).
 
     Checks, in order: the file is a dlm-gym model checkpoint of this version;

@@ -1,0 +1,123 @@
+"""The oracle's entry point, :func:`solve_oracle`, and the weights of its cost (eq. 11)."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import numpy as np
+
+from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
+from dlm_gym.mechanics import NUM_ENV_CONTACTS, mechanical_parameters
+from dlm_gym.oracle.backend_enum import solve_enum
+from dlm_gym.oracle.backend_scip import solve_scip
+from dlm_gym.oracle.candidates import DEFAULT_CANDIDATES_PER_FACET, contact_candidates
+from dlm_gym.oracle.types import BackendChoice, OraclePlan
+from dlm_gym.task import Task
+
+__all__ = ["BACKENDS", "Q_LAMBDA", "Q_P", "Backend", "solve_oracle"]
+
+Q_LAMBDA = 1.0
+"""q_lambda in N^-2: weight of the squared finger forces in eq. 11."""
+Q_P = 0.1
+"""q_p in s^4 m^-2: weight of the squared finger accelerations in eq. 11."""
+BACKENDS = ("enum", "scip")
+"""The values ``solve_oracle(backend=...)`` takes."""
+
+Backend = Literal["enum", "scip"]
+
+
+def _empty_plan(task: Task, config: SceneConfig, choice: BackendChoice, backend: str, elapsed: float) -> OraclePlan:
+    """The plan of a backend answer without contacts: NaN arrays of the right shapes, so callers can index them."""
+    T, N, E = task.horizon, config.num_fingers, NUM_ENV_CONTACTS
+    return OraclePlan(
+        status=choice.status,
+        cost=float("inf"),
+        gap=float("inf"),
+        solve_time_s=elapsed,
+        facets=np.full(N, -1, dtype=np.int64),
+        fractions=np.full(N, np.nan),
+        finger_positions=np.full((T, N, 2), np.nan),
+        finger_forces=np.full((T, N, 2), np.nan),
+        env_forces=np.full((T, E, 2), np.nan),
+        params=None,
+        backend=backend,
+        message=choice.message,
+    )
+
+
+def solve_oracle(
+    task: Task,
+    config: SceneConfig = DEFAULT_CONFIG,
+    *,
+    backend: Backend = "enum",
+    time_limit: float = 60.0,
+    candidates_per_facet: int = DEFAULT_CANDIDATES_PER_FACET,
+    rel_gap: float = 1e-4,
+    q_lambda: float = Q_LAMBDA,
+    q_p: float = Q_P,
+    verbose: bool = False,
+) -> OraclePlan:
+    """Solve the contact-trajectory MIQP (eq. 11-12) for a task; see :mod:`dlm_gym.oracle`.
+
+    Args:
+        task: the object and its target motion.
+        config: scene constants (mass, friction, force limit, finger count, timing).
+        backend: ``"enum"`` (exact enumeration with batched interior-point QPs;
+            the fast default) or ``"scip"`` (the MIQP in PySCIPOpt).
+        time_limit: seconds; past it the best plan so far comes back with
+            ``FEASIBLE_WITH_GAP`` (or ``TIME_LIMIT`` without one).
+        candidates_per_facet: K, contact candidates per facet.
+        rel_gap: relative optimality gap SCIP must close; the enumeration is
+            exact to its QP tolerance (about 1e-9) unless stopped by the time
+            limit, when it reports ``FEASIBLE_WITH_GAP`` above this gap.
+        q_lambda: force weight (N^-2).
+        q_p: finger-acceleration weight (s^4 m^-2).
+        verbose: print the SCIP log.
+
+    Returns:
+        An :class:`OraclePlan`; check :attr:`OraclePlan.ok` (or call
+        :meth:`OraclePlan.raise_if_not_ok`) before using it. An infeasible task
+        always comes back as ``INFEASIBLE``, never as a plan.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if task.horizon != config.horizon:
+        raise ValueError(f"task has T = {task.horizon} keyframes but config.horizon = {config.horizon}")
+    start = time.perf_counter()
+    cands = contact_candidates(task, config, candidates_per_facet)
+    if backend == "enum":
+        choice = solve_enum(task, cands, config, q_lambda, q_p, time_limit, rel_gap, start)
+    else:
+        choice = solve_scip(
+            task,
+            cands,
+            config,
+            q_lambda,
+            q_p,
+            time_limit - (time.perf_counter() - start),
+            rel_gap,
+            verbose,
+        )
+    if choice.combo is None:
+        return _empty_plan(task, config, choice, backend, time.perf_counter() - start)
+    facets = cands.facets[choice.combo]
+    fractions = cands.fractions[choice.combo]
+    params = mechanical_parameters(task, facets, fractions, config)
+    accel_cost = float(q_p * cands.accel_sq[choice.combo].sum())
+    return OraclePlan(
+        status=choice.status,
+        cost=choice.force_cost + accel_cost,
+        gap=choice.gap,
+        solve_time_s=time.perf_counter() - start,
+        facets=facets.astype(np.int64),
+        fractions=fractions,
+        finger_positions=params.finger_positions.copy(),
+        finger_forces=choice.finger_forces,
+        env_forces=choice.env_forces,
+        params=params,
+        backend=backend,
+        force_cost=choice.force_cost,
+        accel_cost=accel_cost,
+        message=choice.message,
+    )

@@ -1,0 +1,61 @@
+"""The learned architectures of Section 5: one table, read by the zoo, the trainer and the checkpoint loader.
+
+Each entry names the network it trains (``DLMNet`` for the mechanical pipeline,
+``NNNet`` for the neural baselines) and its stages from scratch as
+``(loss, split)`` pairs, in the order the trainer runs them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+__all__ = ["Architecture", "ARCHITECTURES", "LEARNED", "PAPER_SUFFIX", "architecture_of"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """One learned policy: its name, network kind, training stages and a one-line summary."""
+
+    name: str
+    network: str
+    """``"dlm"`` (``DLMNet``: video -> P(t) -> QP) or ``"nn"`` (``NNNet``: video -> actions)."""
+    stages: tuple[tuple[str, str], ...]
+    """``(loss, split)`` pairs from scratch: L_P, L_QP, L_NN on ``train``; L_sim on ``finetune``."""
+    summary: str
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a
+    for a in (
+        Architecture(
+            "mdr", "dlm", (("L_P", "train"),), "mechanical derendering trained on L_P; the QP solves for actions"
+        ),
+        Architecture("cvx", "dlm", (("L_P", "train"), ("L_QP", "train")), "MDR then trained through the QP on L_QP"),
+        Architecture(
+            "dlm",
+            "dlm",
+            (("L_P", "train"), ("L_QP", "train"), ("L_sim", "finetune")),
+            "CVX then fine-tuned on L_sim over the finetune split",
+        ),
+        Architecture("nn", "nn", (("L_NN", "train"),), "encoder + MLP to actions, trained on L_NN"),
+        Architecture(
+            "nnm", "nn", (("L_NN", "train"), ("L_sim", "finetune")), "NN fine-tuned on L_sim over the finetune split"
+        ),
+    )
+}
+"""Every learned architecture, by name, in the order tables list them."""
+
+LEARNED = tuple(ARCHITECTURES)
+"""The trainable learned policies: mdr, cvx, dlm, nn, nnm."""
+
+PAPER_SUFFIX = "_paper"
+"""Checkpoints trained on the paper's 20 training tasks are the ``<name>_paper`` zoo members; until the
+large-data models ship, the plain names are aliases of them."""
+
+
+def architecture_of(name: str) -> Architecture:
+    """The architecture of a zoo name (``"dlm"`` and ``"dlm_paper"`` are both DLM); ValueError naming the choices."""
+    try:
+        return ARCHITECTURES[name.removesuffix(PAPER_SUFFIX)]
+    except KeyError:
+        raise ValueError(f"unknown learned policy {name!r}; choose from {', '.join(LEARNED)}") from None
