@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dlm_gym import InvalidPolygonError, Task, sample_task
 from dlm_gym.config import DEFAULT_CONFIG
@@ -102,11 +104,6 @@ def test_sampled_trajectories_follow_appendix_a():
 # (a facet shorter than min_edge, an area below min_area, non-adjacent facets closer than its
 # orientation tolerance allows: 1e-12 m^2 over the facet's length, 1e-12 m for a 1 m facet).
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from dlm_gym.geometry import InvalidPolygonError as _Invalid  # noqa: E402
-
 _MIN_EDGE, _MIN_AREA = 1e-6, 1e-8  # validate_polygon's defaults
 _TOUCH = 1e-11
 """m^2, ten times validate_polygon's orientation tolerance (1e-12 max(1, |v|^2)): facets whose gap
@@ -121,7 +118,7 @@ def shapely_lib():
 def _accepted(vertices) -> bool:
     try:
         validate_polygon(vertices)
-    except _Invalid:
+    except InvalidPolygonError:
         return False
     return True
 
@@ -133,10 +130,9 @@ def _shapely_valid(shapely, v: np.ndarray) -> bool:
 def _within_tolerances(shapely, v: np.ndarray) -> bool:
     """True if a tolerance of validate_polygon applies: a short facet, a tiny area or a near-touch."""
     n = len(v)
-    edges = np.roll(v, -1, axis=0) - v
-    if np.linalg.norm(edges, axis=1).min() < _MIN_EDGE or abs(signed_area(v)) < _MIN_AREA:
+    lengths = np.linalg.norm(np.roll(v, -1, axis=0) - v, axis=1)
+    if lengths.min() < _MIN_EDGE or abs(signed_area(v)) < _MIN_AREA:
         return True
-    lengths = np.linalg.norm(edges, axis=1)
     tolerance = _TOUCH * max(1.0, float(np.abs(v).max()) ** 2)
     facets = [shapely.LineString([v[i], v[(i + 1) % n]]) for i in range(n)]
     return any(
@@ -224,3 +220,11 @@ def test_degenerate_polygons_against_shapely(shapely_lib, polygon, shapely_valid
     v = np.array(polygon, dtype=float)
     assert _shapely_valid(shapely_lib, v) is shapely_valid
     assert _accepted(v) is accepted
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"n_facets": 12}, {"shape": "smooth"}])
+def test_sampled_shapes_are_valid_for_shapely_too(shapely_lib, kwargs):
+    """The sampler's shapes sit far from every tolerance, so both checks decide them alike."""
+    for seed in range(30):
+        v = sample_task(seed, **kwargs).polygon
+        assert _shapely_valid(shapely_lib, v) and not _within_tolerances(shapely_lib, v)

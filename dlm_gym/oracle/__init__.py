@@ -1,4 +1,4 @@
-"""The MIQP contact-trajectory oracle (paper eq. 11-12, Appendix A; ``docs/design.md``, section 7: the oracle).
+"""The MIQP contact-trajectory oracle (paper eq. 11-12, Appendix A; ``docs/design.md`` section 7).
 
 It labels the data: for a :class:`~dlm_gym.task.Task` it finds globally
 optimal finger contacts ``p_c(t)`` and forces ``lambda_c(t)`` that, together
@@ -68,11 +68,12 @@ Both backends are exact for this MIQP.
   into tiny convex QPs (4 finger ray multipliers, up to 4 ground multipliers,
   3 equalities, box bounds). Without ground contact and with N = 2 the 4
   multipliers are one line through a 3-equation system and the QP has a
-  closed form (:func:`~dlm_gym.oracle.keyframe_qp.two_fingers_airborne`); the others are all solved at
-  once by a vectorised primal-dual interior-point method (Mehrotra
-  predictor-corrector, :func:`~dlm_gym.oracle.ipm.solve_batched_qp`)
-  written here in NumPy. Keyframes are
-  processed one at a time, most constraining first; pairs infeasible at a
+  closed form (:func:`~dlm_gym.oracle.keyframe_qp.two_fingers_airborne`);
+  the others are all solved at once by a vectorised primal-dual
+  interior-point method (Mehrotra predictor-corrector,
+  :func:`~dlm_gym.oracle.ipm.solve_batched_qp`) written here in NumPy.
+  Keyframes are processed one at a time, most constraining first (see
+  :mod:`~dlm_gym.oracle.backend_enum`); pairs infeasible at a
   keyframe are dropped, and pairs whose partial cost (their acceleration
   cost plus the force costs of the keyframes solved so far, a valid lower
   bound since every term is nonnegative) exceeds the incumbent are pruned.
