@@ -38,7 +38,8 @@ import numpy as np
 
 from dlm_gym.actions import command_to_action
 from dlm_gym.config import DEFAULT_CONFIG
-from dlm_gym.datasets import Split, _index, _require, load_split
+from dlm_gym.datasets import Split, load_split
+from dlm_gym.datasets.splits import _index, _require
 
 __all__ = ["ENV_ID", "ExportError", "MinariExport", "default_dataset_id", "export_split", "import_minari"]
 

@@ -294,7 +294,7 @@ def test_a_shard_whose_seed_block_runs_out_says_what_to_do(tmp_path, monkeypatch
     def reject(args):
         return {"seed": args[0], "status": "TIME_LIMIT", "solve_s": 0.0}
 
-    monkeypatch.setattr(datasets, "_label", reject)
+    monkeypatch.setattr(datasets.generation, "_label", reject)
     assert GENERATE.main(["--corpus", str(tmp_path / "c"), *TINY, "--workers", "1", "--time-limit", "0.5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "shard 0 found fewer than 3 solvable tasks among its 12 seeds" in err[0]
