@@ -152,6 +152,18 @@ def existing_file(text: str) -> Path:
     return path
 
 
+def train_data(text: str) -> str:
+    """A split (as :func:`split_name_or_file`) or a training corpus directory (with a ``manifest.json``)."""
+    if os.path.isdir(text):
+        if not os.path.isfile(os.path.join(text, "manifest.json")):
+            raise argparse.ArgumentTypeError(
+                f"{text} is a directory without manifest.json, not a training corpus; make one with "
+                "`python examples/generate_dataset.py --corpus DIR --size N`"
+            )
+        return text
+    return split_name_or_file(text)
+
+
 def existing_dir(text: str) -> Path:
     """A path to a directory that exists (inputs such as a checkpoint folder)."""
     path = Path(text)
@@ -183,6 +195,10 @@ def output_dir(text: str) -> Path:
 
 def split_name_or_file(text: str) -> str:
     """A shipped split's name (``train``) or an existing split file (``/tmp/x.npz``); its content is checked on load."""
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(
+            f"{text} is a directory; give a split name or a .npz file (a training corpus is --train-split only)"
+        )
     if text.endswith(".npz") or os.sep in text:
         existing_file(text)
         return text

@@ -108,6 +108,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.list and args.policy is None:
         p.error("--policy is required (trainable: " + ", ".join(sorted(TRAINERS)) + ")")
+    if args.policy in LEARNED:
+        try:  # the settings that only go wrong together (a corpus without --batch-size), before any work
+            TrainConfig.from_args(args)
+        except ValueError as exc:
+            p.error(str(exc))
     return args
 
 

@@ -354,3 +354,59 @@ def test_generated_train_split_with_minibatches(tmp_path, task):
     assert meta["extra"]["train_config"]["batch_size"] == 4 and f"--train-split {path}" in meta["command"]
     assert "--batch-size 4" in meta["command"] and "--eval-splits family" in meta["command"]
     assert np.isfinite(rollout(LearnedPolicy("cvx", checkpoint=out), task).loss)
+
+
+# ------------------------------------------------------------------ training corpora
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    from dlm_gym.datasets import CorpusSpec, generate_corpus
+
+    path = tmp_path_factory.mktemp("corpus") / "c"
+    generate_corpus(path, CorpusSpec(size=6, shard_size=3, time_limit=5.0), workers=1, progress=False)
+    return path
+
+
+def test_a_corpus_is_streamed_in_minibatches(tiny_corpus, tmp_path, monkeypatch):
+    import policies.dlm.trainer as trainer
+
+    seen = []
+    real = trainer.split_data
+
+    def spy(split, scene_config=None):
+        seen.append(tuple(t.seed for t in split.tasks) if not isinstance(split, str) else split)
+        return real(split) if scene_config is None else real(split, scene_config)
+
+    monkeypatch.setattr(trainer, "split_data", spy)
+    out = tmp_path / "cvx.pt"
+    config = dataclasses.replace(
+        DEFAULT,
+        policy="cvx",
+        train_split=str(tiny_corpus),
+        batch_size=2,
+        iterations=3,
+        latent_dim=8,
+        lstm_layers=1,
+        threads=1,
+        out=str(out),
+        eval_every=10,
+    )
+    train_policy(config, progress=False)
+    batches = [s for s in seen[1:] if isinstance(s, tuple)]  # seen[0]: the first shard, for the statistics
+    assert len(batches) == 6 and all(len(b) == 2 for b in batches)  # 3 steps of L_P, 3 of L_QP
+    assert len(set(batches[:3])) == 3  # every step reads fresh tasks: one epoch of 6 tasks in 3 batches
+    assert "executed_train" in read_curve(out.with_name("cvx_log.csv"))[0]
+    _, meta = load_checkpoint(out)
+    assert (
+        meta["extra"]["train_config"]["train_split"] == str(tiny_corpus)
+        and f"--train-split {tiny_corpus}" in meta["command"]
+    )
+
+
+def test_a_corpus_needs_a_batch_size(tiny_corpus, script, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        script.parse_args(["--policy", "cvx", "--train-split", str(tiny_corpus)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a training corpus" in err[0] and "--batch-size" in err[0]
+    with pytest.raises(ValueError, match="batch_size"):
+        dataclasses.replace(DEFAULT, train_split=str(tiny_corpus))

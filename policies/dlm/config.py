@@ -168,8 +168,9 @@ class TrainConfig:
     )
     train_split: str = _setting(
         "train",
-        "supervised split: a name or a split .npz (default: {default})",
-        parse=cli.split_name_or_file,
+        "supervised split: a name, a split .npz, or a training corpus directory (examples/generate_dataset.py "
+        "--corpus), streamed in minibatches of --batch-size (default: {default})",
+        parse=cli.train_data,
         path=_SPLIT,
     )
     batch_size: int | None = _setting(
@@ -239,6 +240,11 @@ class TrainConfig:
             checked = _check(f, value)
             if checked is not value:
                 object.__setattr__(self, f.name, checked)
+        if self.batch_size is None and os.path.isdir(self.train_split):
+            raise ValueError(
+                f"TrainConfig.batch_size (--batch-size): {self.train_split} is a training corpus, streamed in "
+                "minibatches; give a batch size (e.g. 64)"
+            )
 
     # ------------------------------------------------------------ derived
     @property

@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
-from dlm_gym.datasets import load_split
+from dlm_gym.datasets import Split, load_split
 from dlm_gym.geometry import polar_moment
 from dlm_gym.mechanics import MechanicalParameters, to_vector
 from dlm_gym.metrics import object_trajectory_loss
@@ -62,9 +62,9 @@ class SplitData:
     commands: torch.Tensor  # (n, T, N, 4) oracle commands
 
 
-def split_data(name: str | Path, config: SceneConfig = DEFAULT_CONFIG) -> SplitData:
-    """A split as training tensors: a shipped split's name or the path of a split ``.npz`` file."""
-    split = load_split(str(name))
+def split_data(name: str | Path | Split, config: SceneConfig = DEFAULT_CONFIG) -> SplitData:
+    """A split as training tensors: a shipped split's name, the path of a split ``.npz`` file, or a ``Split``."""
+    split = name if isinstance(name, Split) else load_split(str(name))
     params = MechanicalParameters.from_dict(split.params)
     return SplitData(
         name=split.name,

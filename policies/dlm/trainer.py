@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
+from dlm_gym.datasets import load_corpus
 from policies.common.curves import CurveLog
 from policies.common.errors import CheckpointKindError
 from policies.dlm.architectures import ARCHITECTURES, LEARNED
@@ -121,6 +122,21 @@ def _minibatched(loss_fn, batch_size: int | None, generator: torch.Generator):
             commands=data.commands[idx],
         )
         return loss_fn(model, sub)
+
+    return loss
+
+
+def _streamed(loss_fn, corpus, batch_size: int, seed: int, config: SceneConfig):
+    """``loss_fn`` on the next minibatch of a training corpus per call (one shard in memory at a time).
+
+    The ``data`` argument the trainer passes (the corpus's first shard, which also gives the label statistics and
+    the logged ``train`` curve) is ignored: every Adam step reads ``batch_size`` fresh tasks from the stream,
+    shuffled per epoch by ``seed`` (:meth:`dlm_gym.datasets.Corpus.iter_minibatches`).
+    """
+    stream = corpus.iter_minibatches(batch_size, seed=seed, epochs=None, drop_last=True)
+
+    def loss(model, data: SplitData):
+        return loss_fn(model, split_data(next(stream), config))
 
     return loss
 
@@ -216,10 +232,16 @@ def _train(config: TrainConfig, name: str, out_path: Path, progress: bool, scene
         )
 
     cache: dict[str, SplitData] = {}
+    # a training corpus (a directory) is streamed; TrainConfig has checked that it comes with a batch size
+    corpus = load_corpus(config.train_split, config=scene_config) if Path(config.train_split).is_dir() else None
 
     def data(split: str) -> SplitData:
         if split not in cache:
-            cache[split] = load_split_data(split, scene_config)
+            if corpus is not None and split == config.train_split:
+                # the corpus's first shard stands for it: the label statistics and the logged train curve
+                cache[split] = dataclasses.replace(split_data(corpus.shard(0), scene_config), name="train")
+            else:
+                cache[split] = load_split_data(split, scene_config)
         return cache[split]
 
     train, finetune = data(config.train_split), data(config.finetune_split)
@@ -236,7 +258,12 @@ def _train(config: TrainConfig, name: str, out_path: Path, progress: bool, scene
         for stage, split in ARCHITECTURES[name].stages[start_stage:]:
             sim = stage == "L_sim"
             stage_data = finetune if split == "finetune" else train
-            loss_fn = _minibatched(_stage_loss(stage, config.sim_grad, scene_config), config.batch_size, generator)
+            stage_loss = _stage_loss(stage, config.sim_grad, scene_config)
+            if corpus is not None and split == "train":
+                assert config.batch_size is not None  # checked above
+                loss_fn = _streamed(stage_loss, corpus, config.batch_size, config.seed, scene_config)
+            else:
+                loss_fn = _minibatched(stage_loss, config.batch_size, generator)
             if sim and config.sim_eval_mode:
                 loss_fn = _deterministic(loss_fn)
             train_stage(
