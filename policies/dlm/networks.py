@@ -133,6 +133,11 @@ class SpatialSoftArgmax(nn.Module):
         temperature: the initial ``tau``.
     """
 
+    # buffers (registered in __init__), declared for type checkers
+    grid: torch.Tensor
+    centre: torch.Tensor
+    grid_moments: torch.Tensor
+
     def __init__(self, keypoints: int, side: int, config: SceneConfig = DEFAULT_CONFIG, temperature: float = 1.0):
         super().__init__()
         if temperature <= 0:
@@ -186,6 +191,8 @@ class KeypointEncoder(nn.Module):
         config: the frame size and the camera's view.
         temperature: initial soft-argmax temperature.
     """
+
+    coords: torch.Tensor  # a buffer, declared for type checkers
 
     def __init__(
         self,
