@@ -22,6 +22,7 @@ Each ``type=`` callable returns the parsed value or raises
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
@@ -45,6 +46,7 @@ __all__ = [
     "output_file",
     "output_dir",
     "split_name_or_file",
+    "dataclass_parser",
 ]
 
 USER_ERRORS: tuple[type[Exception], ...] = (DatasetError, InvalidPolygonError)
@@ -208,3 +210,23 @@ def split_name_or_file(text: str) -> str:
             f"no split named {text!r} (shipped: {', '.join(have) or 'none'}); give a name or a .npz file"
         )
     return text
+
+
+def dataclass_parser(config_class: type, description: str | None = None) -> ArgumentParser:
+    """The command line of a config dataclass (CleanRL style): one flag per field, the dataclass is the run record.
+
+    ``--train-seconds`` sets ``train_seconds``; a field's ``metadata`` holds its ``help`` and any
+    ``add_argument`` keywords (``type=``, ``choices=``); booleans get ``--x/--no-x``; the default is shown.
+    """
+    p = ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(config_class):
+        flag = "--" + f.name.replace("_", "-")
+        meta = dict(f.metadata)
+        default = f.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        help_text = f"{meta.pop('help')} (default: {shown})"
+        if f.type in (bool, "bool"):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        else:
+            p.add_argument(flag, default=default, help=help_text, **meta)
+    return p

@@ -18,8 +18,12 @@ Each figure has a stable JSON key (documented in the README):
   over the pymunk scene, seconds per datapoint (batch 16, both cores).
 - ``sim_grad_autodiff_backward_s``: the same through the smoothed-contact
   torch simulator (forward and backward), seconds per datapoint (batch 16).
-- ``dlm_forward_s``: the DLM network, video to finger commands (encoder,
-  decoder, QP), seconds per datapoint at batch 32.
+- ``dlm_forward_s``: the shipped ``dlm`` (large-data KeypointDLM), video to
+  finger commands (learned poses, outline, contact-mode classifier, the QP on
+  its proposals, command head), seconds per datapoint at batch 32 of family
+  videos; ``dlm_network_s`` its neural part alone (pose network and
+  classifier on the derendered batch); ``dlm_paper_forward_s`` the paper's
+  DLMNet (encoder, decoder, QP layer).
 
 Examples:
     python examples/benchmark.py
@@ -239,8 +243,36 @@ def bench_learning(batch: int = 32) -> dict[str, float]:
             start = time.perf_counter()
             model.commands(video)
             times.append((time.perf_counter() - start) / batch)
-    out["dlm_forward_s"] = float(np.median(times))
+    out["dlm_paper_forward_s"] = float(np.median(times))
+    out.update(bench_dlm(batch))
     return out
+
+
+def bench_dlm(batch: int = 32, repeats: int = 3) -> dict[str, float]:
+    """The shipped large-data ``dlm`` on ``batch`` family videos: the whole plan, and its networks alone."""
+    import torch
+
+    from dlm_gym.datasets import load_split
+    from policies.common.paths import CHECKPOINT_DIR
+    from policies.dlm.models import load_checkpoint
+    from policies.dlm.networks import video_to_tensor
+
+    model, _ = load_checkpoint(CHECKPOINT_DIR / "dlm.pt")
+    videos = np.asarray(load_split("family_xl").videos[:batch])
+    whole, nets = [], []
+    model.plan_videos(videos)
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.plan_videos(videos)
+        whole.append((time.perf_counter() - start) / batch)
+        der = model.derender(videos)
+        inputs = model.mode_inputs(der.tasks)
+        start = time.perf_counter()
+        with torch.no_grad():
+            model.poses(video_to_tensor(videos))
+            model.contact_mode(inputs.candidates, inputs.context, inputs.valid)
+        nets.append((time.perf_counter() - start) / batch)
+    return {"dlm_forward_s": float(np.median(whole)), "dlm_network_s": float(np.median(nets))}
 
 
 SECTIONS = {

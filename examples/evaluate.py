@@ -37,8 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--policy",
         nargs="+",
         default=["dlm"],
-        help="policies to evaluate, zoo names (see --list), or 'all' for every registered policy (aliases such "
-        "as dlm = dlm_paper played once), or your own class as package.module:Class or path/to/file.py:Class "
+        help="policies to evaluate, zoo names (see --list), or 'all' for every registered policy (an alias "
+        "played once), or your own class as package.module:Class or path/to/file.py:Class "
         "(any class with reset(obs, info) and act(obs), built without arguments); noop and the oracle floor are "
         "always shown beside them",
     )
@@ -146,9 +146,8 @@ def main(argv=None) -> int:
         from policies.dlm.architectures import ARCHITECTURES, PAPER_SUFFIX
 
         for name in chosen:
-            arch = name.removesuffix(PAPER_SUFFIX)
-            if arch in ARCHITECTURES:
-                path = args.checkpoint_dir / f"{arch}{PAPER_SUFFIX}.pt"
+            if name.removesuffix(PAPER_SUFFIX) in ARCHITECTURES:
+                path = args.checkpoint_dir / f"{name}.pt"
                 if not path.exists():
                     print(f"error: --checkpoint-dir has no {path.name} for {name}", file=sys.stderr)
                     return 2

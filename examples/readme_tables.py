@@ -8,12 +8,14 @@ markdown; with ``--update README.md`` it replaces the blocks between
 Blocks:
     table1      every policy on every split: mean loss (cm^2) with its 95 % bootstrap interval
     resolved    per held-out split, the paired differences to noop and between neighbours, resolved or not
-    seeds       the learned policies over their training seeds (needs --seeds)
+    seeds       the paper-protocol learned policies over their training seeds (needs --seeds)
+    large_seeds the large-data learned policies over their training seeds (needs --large-seeds)
     exploit     the interior-finger script against its surface twin (needs --exploit, from exploit_check.py)
 
 Example (the README's own):
     python examples/readme_tables.py --results docs/results/table1.json --exploit docs/results/exploit.json \\
         --seeds docs/results/table1.json docs/results/paper_seed1.json docs/results/paper_seed2.json \\
+        --large-seeds docs/results/table1.json docs/results/large_seed1.json docs/results/large_seed2.json \\
         --update README.md
 """
 
@@ -29,8 +31,6 @@ import numpy as np
 
 from policies.common.report import FLOOR
 from policies.dlm.architectures import ARCHITECTURES, PAPER_SUFFIX
-
-LEARNED = tuple(name + PAPER_SUFFIX for name in ARCHITECTURES)
 
 
 def _load(path: Path) -> dict:
@@ -89,7 +89,10 @@ def resolved(payload: dict) -> str:
     return "\n".join(out)
 
 
-def seeds(payloads: list[dict]) -> str:
+def seeds(payloads: list[dict], suffix: str = PAPER_SUFFIX) -> str:
+    """Per learned policy of a protocol (``_paper`` or the plain large-data names), the mean over seeds."""
+    learned = [name + suffix for name in ARCHITECTURES]
+    dlm, nn = "dlm" + suffix, "nn" + suffix
     per_seed = []
     for payload in payloads:
         per_seed.append({(r["policy"], r["split"]): r for r in payload["results"]})
@@ -98,26 +101,23 @@ def seeds(payloads: list[dict]) -> str:
         for s in dict.fromkeys(r["split"] for r in payloads[0]["results"])
         if s.endswith("_xl") or s in ("test", "family")
     ]
-    splits = [s for s in splits if all(("dlm_paper", s) in c for c in per_seed)]
+    splits = [s for s in splits if all((dlm, s) in c for c in per_seed)]
     if not splits:
-        raise SystemExit("error: the --seeds files hold no dlm_paper results on a shared split")
+        raise SystemExit(f"error: the seed files hold no {dlm} results on a shared split")
     out = ["| policy | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
 
     def fmt(values, digits=1):
         v = np.array(values)
         return f"{v.mean():.2f} ± {v.std(ddof=1):.2f} ({', '.join(f'{x:.{digits}f}' for x in v)})"
 
-    for p in LEARNED:
+    for p in learned:
         if not all((p, splits[0]) in c for c in per_seed):
             continue
         out.append(f"| {p} | " + " | ".join(fmt([c[(p, s)]["loss_mean"] for c in per_seed]) for s in splits) + " |")
-    if all(("nn_paper", splits[0]) in c for c in per_seed):
+    if all((nn, splits[0]) in c for c in per_seed):
         out.append(
-            "| dlm_paper / nn_paper | "
-            + " | ".join(
-                fmt([c[("dlm_paper", s)]["loss_mean"] / c[("nn_paper", s)]["loss_mean"] for c in per_seed], 2)
-                for s in splits
-            )
+            f"| {dlm} / {nn} | "
+            + " | ".join(fmt([c[(dlm, s)]["loss_mean"] / c[(nn, s)]["loss_mean"] for c in per_seed], 2) for s in splits)
             + " |"
         )
     out.append("| noop | " + " | ".join(f"{per_seed[0][('noop', s)]['loss_mean']:.2f}" for s in splits) + " |")
@@ -172,6 +172,14 @@ def main(argv=None) -> int:
         help="one evaluate.py --json file per training seed of the learned policies (the seeds block)",
     )
     p.add_argument(
+        "--large-seeds",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="one evaluate.py --json file per training seed of the large-data models (the large_seeds block)",
+    )
+    p.add_argument(
         "--exploit",
         type=Path,
         default=None,
@@ -186,13 +194,20 @@ def main(argv=None) -> int:
         help="rewrite the marked blocks of this file instead of printing them",
     )
     args = p.parse_args(argv)
-    for path in [args.results, *(args.seeds or []), *([args.exploit] if args.exploit else [])]:
+    for path in [
+        args.results,
+        *(args.seeds or []),
+        *(args.large_seeds or []),
+        *([args.exploit] if args.exploit else []),
+    ]:
         if not path.is_file():
             p.error(f"{path} does not exist; write it with examples/evaluate.py --json")
     payload = _load(args.results)
     blocks = {"table1": table1(payload), "resolved": resolved(payload)}
     if args.seeds:
         blocks["seeds"] = seeds([_load(s) for s in args.seeds])
+    if args.large_seeds:
+        blocks["large_seeds"] = seeds([_load(s) for s in args.large_seeds], suffix="")
     if args.exploit:
         try:
             blocks["exploit"] = exploit(json.loads(args.exploit.read_text()))

@@ -55,7 +55,6 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -145,16 +144,7 @@ class Config:
 
 def build_parser() -> cli.ArgumentParser:
     """The command line of :class:`Config`: one flag per field, ``--x/--no-x`` for the booleans."""
-    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(Config):
-        flag = "--" + f.name.replace("_", "-")
-        meta = dict(f.metadata)
-        help_text = f"{meta.pop('help')} (default: {f.default})"
-        if f.type in (bool, "bool"):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
-        else:
-            p.add_argument(flag, default=f.default, help=help_text, **meta)
-    return p
+    return cli.dataclass_parser(Config, __doc__)
 
 
 def parse_config(argv: Sequence[str] | None = None) -> Config:

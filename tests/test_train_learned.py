@@ -316,13 +316,19 @@ def test_prefix_checkpoint_must_match(tmp_path):
     assert LearnedPolicy("nn_paper", checkpoint=base).name == "nn_paper"
 
 
-def test_plain_names_are_aliases_of_the_paper_models():
+def test_plain_names_are_the_large_data_models():
     import policies
+    from policies.dlm.keypoint_dlm import KeypointDLM
+    from policies.dlm.models import NNNet
 
-    every, distinct = policies.available_policies(), policies.available_policies(aliases=False)
-    assert {"dlm", "dlm_paper", "nn", "nn_paper"} <= set(every)
-    assert "dlm_paper" in distinct and "dlm" not in distinct
-    assert policies.common.registry.alias_target("dlm") == "dlm_paper"
+    distinct = policies.available_policies(aliases=False)
+    assert {"dlm", "dlm_paper", "nn", "nn_paper"} <= set(distinct)
+    assert policies.common.registry.alias_target("dlm") is None
+    for name in ("mdr", "cvx", "dlm"):
+        assert isinstance(policies.make_policy(name).model, KeypointDLM)
+        assert type(policies.make_policy(name + "_paper").model).__name__ == "DLMNet"
+    for name in ("nn", "nnm"):
+        assert isinstance(policies.make_policy(name).model, NNNet)
     assert set(LEARNED) <= set(_train_script().TRAINERS)
 
 

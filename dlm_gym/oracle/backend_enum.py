@@ -68,6 +68,7 @@ def solve_enum(
     start: float,
     *,
     keyframe_qps: KeyframeQPSolver = solve_keyframe_qps,
+    combos: np.ndarray | None = None,
 ) -> BackendChoice:
     """The exact enumeration backend (``backend="enum"``); see the module docstring.
 
@@ -83,6 +84,9 @@ def solve_enum(
         keyframe_qps: the batch QP solver, called as
             :func:`~dlm_gym.oracle.solve_keyframe_qps` is; a wrapper can record
             the batches the search solves (``examples/qp_solver_benchmark.py``).
+        combos: ``(P, N)`` the only contact combinations to search (increasing candidate indices), as a
+            learned contact-mode proposal gives them (:mod:`policies.dlm.contact_mode`); None searches
+            every N-subset of the valid candidates. Combinations with an invalid candidate are dropped.
     """
     N, T, E = config.num_fingers, task.horizon, NUM_ENV_CONTACTS
     valid = np.flatnonzero(cands.valid)
@@ -91,7 +95,12 @@ def solve_enum(
             OracleStatus.INFEASIBLE,
             message=f"only {valid.size} candidate contact points clear the ground",
         )
-    combos = np.array(list(itertools.combinations(valid, N)), dtype=np.int64)  # increasing indices
+    if combos is None:
+        combos = np.array(list(itertools.combinations(valid, N)), dtype=np.int64)  # increasing indices
+    else:
+        combos = combos[cands.valid[combos].all(axis=1)]
+        if len(combos) == 0:
+            return BackendChoice(OracleStatus.INFEASIBLE, message="none of the given contact combinations is valid")
     data = keyframe_data(task, cands, config)
     order = keyframe_order(data)
     bound = q_p * cands.accel_sq[combos].sum(axis=1)  # lower bound, grows to the full cost

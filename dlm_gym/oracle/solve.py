@@ -46,6 +46,23 @@ def _empty_plan(task: Task, config: SceneConfig, choice: BackendChoice, backend:
     )
 
 
+def _check_combos(combos, n_candidates: int, num_fingers: int, backend: str) -> np.ndarray:
+    """Proposed combinations as ``(P, N)`` int64 rows of N distinct candidate indices, sorted; ValueError else."""
+    if backend != "enum":
+        raise ValueError(f"combos needs backend='enum', got {backend!r}")
+    arr = np.asarray(combos)
+    if arr.ndim != 2 or arr.shape[1] != num_fingers or arr.shape[0] == 0 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"combos must be a non-empty (P, {num_fingers}) integer array, got {arr.dtype} {arr.shape}")
+    if arr.min() < 0 or arr.max() >= n_candidates:
+        raise ValueError(
+            f"combos must index the task's {n_candidates} candidates, got indices {arr.min()}..{arr.max()}"
+        )
+    arr = np.sort(arr.astype(np.int64), axis=1)
+    if (np.diff(arr, axis=1) == 0).any():
+        raise ValueError("each row of combos must hold distinct candidates (two fingers cannot share a point)")
+    return arr
+
+
 def solve_oracle(
     task: Task,
     config: SceneConfig = DEFAULT_CONFIG,
@@ -57,6 +74,7 @@ def solve_oracle(
     q_lambda: float = Q_LAMBDA,
     q_p: float = Q_P,
     verbose: bool = False,
+    combos: np.ndarray | None = None,
 ) -> OraclePlan:
     """Solve the contact-trajectory MIQP (eq. 11-12) for a task; see :mod:`dlm_gym.oracle`.
 
@@ -74,6 +92,10 @@ def solve_oracle(
         q_lambda: force weight (N^-2).
         q_p: finger-acceleration weight (s^4 m^-2).
         verbose: print the SCIP log.
+        combos: ``(P, N)`` candidate indices (of :func:`~dlm_gym.oracle.contact_candidates` with this
+            ``candidates_per_facet``): search only these contact combinations (``backend="enum"`` only).
+            A learned contact-mode classifier proposes them; the plan is then the best of the
+            proposals, not the global optimum. Each row must hold N distinct indices in range.
 
     Returns:
         An :class:`OraclePlan`; check :attr:`OraclePlan.ok` (or call
@@ -86,8 +108,10 @@ def solve_oracle(
         raise ValueError(f"task has T = {task.horizon} keyframes but config.horizon = {config.horizon}")
     start = time.perf_counter()
     cands = contact_candidates(task, config, candidates_per_facet)
+    if combos is not None:
+        combos = _check_combos(combos, len(cands.facets), config.num_fingers, backend)
     if backend == "enum":
-        choice = solve_enum(task, cands, config, q_lambda, q_p, time_limit, rel_gap, start)
+        choice = solve_enum(task, cands, config, q_lambda, q_p, time_limit, rel_gap, start, combos=combos)
     else:
         choice = solve_scip(
             task,

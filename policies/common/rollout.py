@@ -9,6 +9,7 @@ single environment, so no vector-env autoreset detail can leak into results.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -124,7 +125,7 @@ def rollout(
 
 def _resolve_tasks(tasks) -> list[Task]:
     """A split name, a :class:`~dlm_gym.datasets.Split` (or its items), a Task, or tasks -> a list of tasks."""
-    if isinstance(tasks, str):
+    if isinstance(tasks, (str, os.PathLike)):  # a split name or file
         from dlm_gym.datasets import load_split
 
         return list(load_split(tasks).tasks)
@@ -155,7 +156,7 @@ def evaluate(
     """
     task_list = _resolve_tasks(tasks)
     env = _make_env(policy, record)
-    label = desc or (tasks if isinstance(tasks, str) else policy_name(policy))
+    label = desc or (str(tasks) if isinstance(tasks, (str, os.PathLike)) else policy_name(policy))
     results = []
     # disable=None: tqdm turns itself off when stderr is not a terminal (CI logs, files)
     for task in tqdm(task_list, desc=label, disable=None if progress else True, leave=False):

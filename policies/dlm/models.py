@@ -38,6 +38,7 @@ from dlm_gym.mechanics import NUM_ENV_CONTACTS, vector_dim, vector_layout
 from policies.common.errors import CheckpointError
 from policies.common.paths import CHECKPOINT_DIR
 from policies.dlm.architectures import ARCHITECTURES
+from policies.dlm.keypoint_dlm import KeypointDLM
 from policies.dlm.networks import MLP, VideoEncoder
 from policies.dlm.qp import InverseDynamicsQP, QPSolution, reference_points_from_jacobian
 
@@ -70,6 +71,7 @@ class DLMNet(nn.Module):
     """
 
     kind = "dlm"
+    HPARAMS = ("latent_dim", "lstm_layers")
     hparams: dict[str, int]
     # buffers (registered in __init__), declared for type checkers
     p_mean: torch.Tensor
@@ -152,6 +154,7 @@ class NNNet(nn.Module):
     """The NN baseline: encoder + 3-layer MLP straight to (normalised) finger commands."""
 
     kind = "nn"
+    HPARAMS = ("latent_dim", "lstm_layers")
     hparams: dict[str, int]
     offset: torch.Tensor
     scale: torch.Tensor
@@ -178,7 +181,12 @@ class NNNet(nn.Module):
         return (commands - self.offset) / self.scale
 
 
-_KINDS: dict[str, type[DLMNet] | type[NNNet]] = {"dlm": DLMNet, "nn": NNNet}
+_KINDS: dict[str, type[DLMNet] | type[NNNet] | type[KeypointDLM]] = {
+    "dlm": DLMNet,
+    "nn": NNNet,
+    "keypoint_dlm": KeypointDLM,
+}
+"""Network kind -> class; each class names its constructor's integer hyperparameters in ``HPARAMS``."""
 
 
 def content_hash(state_dict: dict[str, torch.Tensor]) -> str:
@@ -200,9 +208,12 @@ def rebuild_hint(path: Path | str, payload: Any = None) -> str:
     if isinstance(payload, dict) and isinstance(payload.get("command"), str) and payload["command"]:
         return f"rebuild it with `{payload['command']}`"
     path = Path(path)
+    paper = path.stem.endswith("_paper")
     name = path.stem.removesuffix("_paper")
+    if not paper and name in ARCHITECTURES and ARCHITECTURES[name].large_network == "keypoint_dlm":
+        return "rebuild it with `python examples/train_large.py` (README, 'The large-data protocol')"
     policy = name if name in ARCHITECTURES else "<" + "|".join(ARCHITECTURES) + ">"
-    default = path.parent.resolve() == CHECKPOINT_DIR and path.stem.endswith("_paper")
+    default = path.parent.resolve() == CHECKPOINT_DIR and paper
     return f"rebuild it with `python examples/train.py --policy {policy}" + ("`" if default else f" --out {path}`")
 
 
@@ -213,7 +224,7 @@ def _write_atomically(payload: dict, path: Path) -> None:
 
 
 def save_checkpoint(
-    model: DLMNet | NNNet, path: Path | str, *, policy: str, command: str, extra: dict | None = None
+    model: DLMNet | NNNet | KeypointDLM, path: Path | str, *, policy: str, command: str, extra: dict | None = None
 ) -> Path:
     """Write ``model`` with what is needed to rebuild it, the command that trained it and its content hash."""
     path = Path(path)
@@ -238,7 +249,7 @@ def _check_payload(path: Path, payload: Any) -> None:
         raise CheckpointError(f"{path} is not a dlm-gym model checkpoint; {rebuild_hint(path)}")
     hint = rebuild_hint(path, payload)
     _check_identity(path, payload, hint)
-    _check_hparams(path, payload.get("hparams"), hint)
+    _check_hparams(path, payload, hint)
     _check_weights(path, payload, hint)
 
 
@@ -249,22 +260,24 @@ def _check_identity(path: Path, payload: dict, hint: str) -> None:
             f"{path} has checkpoint version {payload.get('version')!r}, expected {CHECKPOINT_VERSION}; {hint}"
         )
     policy, kind = payload.get("policy"), payload["kind"]
-    if policy not in ARCHITECTURES or ARCHITECTURES[policy].network != kind:
+    if policy not in ARCHITECTURES or kind not in ARCHITECTURES[policy].networks:
+        known = "; ".join(f"{n} in {' or '.join(a.networks)}" for n, a in ARCHITECTURES.items())
         raise CheckpointError(
             f"{path} says it holds policy {policy!r} in a {kind!r} network, which does not go together "
-            f"(known: {', '.join(f'{n} in {a.network}' for n, a in ARCHITECTURES.items())}); {hint}"
+            f"(known: {known}); {hint}"
         )
 
 
-def _check_hparams(path: Path, hparams: Any, hint: str) -> None:
-    """Exactly ``latent_dim`` and ``lstm_layers``, positive integers (torch would raise TypeError or ValueError)."""
+def _check_hparams(path: Path, payload: dict, hint: str) -> None:
+    """Exactly the kind's ``HPARAMS``, positive integers (torch would raise TypeError or ValueError)."""
+    hparams, names = payload.get("hparams"), _KINDS[payload["kind"]].HPARAMS
     if not isinstance(hparams, dict):
         raise CheckpointError(
-            f"{path}: 'hparams' must be a dict of latent_dim and lstm_layers, got {type(hparams).__name__}; {hint}"
+            f"{path}: 'hparams' must be a dict of {', '.join(names)}, got {type(hparams).__name__}; {hint}"
         )
-    if set(hparams) != {"latent_dim", "lstm_layers"}:
+    if set(hparams) != set(names):
         raise CheckpointError(
-            f"{path}: 'hparams' has keys {sorted(map(str, hparams))}, expected ['latent_dim', 'lstm_layers']; {hint}"
+            f"{path}: 'hparams' has keys {sorted(map(str, hparams))}, expected {sorted(names)}; {hint}"
         )
     for key, value in hparams.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -289,7 +302,9 @@ def _check_weights(path: Path, payload: dict, hint: str) -> None:
             raise CheckpointError(f"{path}: weight {name!r} holds NaN or inf (training diverged?); {hint}")
 
 
-def load_checkpoint(path: Path | str, config: SceneConfig = DEFAULT_CONFIG) -> tuple[DLMNet | NNNet, dict[str, Any]]:
+def load_checkpoint(
+    path: Path | str, config: SceneConfig = DEFAULT_CONFIG
+) -> tuple[DLMNet | NNNet | KeypointDLM, dict[str, Any]]:
     """Rebuild a model from a checkpoint (``weights_only`` loading: no code is unpickled).
 
     Checks, in order: the file is a dlm-gym model checkpoint of this version;

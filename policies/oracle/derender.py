@@ -41,7 +41,14 @@ from dlm_gym.render import OBJECT, Renderer
 from dlm_gym.task import Task
 from policies.common.errors import DerenderError
 
-__all__ = ["object_coverage", "estimate_task", "DerenderError", "GROUND_SNAP"]
+__all__ = [
+    "object_coverage",
+    "estimate_task",
+    "first_frame_outline",
+    "task_from_poses",
+    "DerenderError",
+    "GROUND_SNAP",
+]
 
 GROUND_SNAP = 0.008
 """Metres: a keyframe whose estimated lowest vertex is closer to the ground than this rests on it."""
@@ -178,12 +185,7 @@ def estimate_task(video: np.ndarray, config: SceneConfig = DEFAULT_CONFIG, *, na
     Raises:
         DerenderError: if a frame shows no object, or the estimate is not a valid task.
     """
-    video = np.asarray(video)
-    if video.ndim != 4 or video.shape[-1] != 3 or video.shape[1:3] != (config.frame_size, config.frame_size):
-        raise DerenderError(
-            f"video must be (T, {config.frame_size}, {config.frame_size}, 3) uint8 frames, got {video.shape}"
-        )
-    alpha = object_coverage(video)
+    alpha = object_coverage(_checked_video(video, config))
     centres = np.stack([_centroid(a, config) for a in alpha])
     outline = _outline(alpha[0], config)
     polygon = outline - centres[0]  # body frame: the first frame's orientation, origin at the centroid
@@ -195,10 +197,46 @@ def estimate_task(video: np.ndarray, config: SceneConfig = DEFAULT_CONFIG, *, na
         points = _pixel_to_world(rows, cols, config)
         poses.append(_align(points, polygon, (*centres[k], theta)))
     trajectory = np.stack(poses)
-    low = lowest_height(polygon, trajectory)
-    rest = low < GROUND_SNAP
-    trajectory[rest, 1] -= low[rest]  # resting keyframes sit exactly on the ground
+    return task_from_poses(outline, trajectory[:, :2], trajectory[:, 2], name=name)
+
+
+def _checked_video(video: np.ndarray, config: SceneConfig) -> np.ndarray:
+    video = np.asarray(video)
+    if video.ndim != 4 or video.shape[-1] != 3 or video.shape[1:3] != (config.frame_size, config.frame_size):
+        raise DerenderError(
+            f"video must be (T, {config.frame_size}, {config.frame_size}, 3) uint8 frames, got {video.shape}"
+        )
+    return video
+
+
+def first_frame_outline(video: np.ndarray, config: SceneConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """The object's polygon as the first frame shows it, ``(n, 2)`` world metres, counter-clockwise.
+
+    Raises:
+        DerenderError: if the frame shows no object or its outline is not a simple polygon.
+    """
+    alpha = object_coverage(_checked_video(video, config)[0])
+    if alpha.sum() < 1.0:
+        raise DerenderError("no object in the first frame: the video must show the object (its blue silhouette)")
+    return _outline(alpha, config)
+
+
+def task_from_poses(outline: np.ndarray, positions: np.ndarray, angles: np.ndarray, *, name: str = "") -> Task:
+    """A task from the first frame's outline (world) and estimated poses: centroids ``(T, 2)`` and rotations
+    ``(T,)`` relative to the first frame (the body frame is the first frame's orientation).
+
+    Keyframes whose lowest vertex is within :data:`GROUND_SNAP` of the ground are put on it.
+
+    Raises:
+        DerenderError: if the estimate is not a valid task.
+    """
+    trajectory = np.column_stack([np.asarray(positions, dtype=np.float64), np.asarray(angles, dtype=np.float64)])
+    trajectory[:, 2] -= trajectory[0, 2]
+    polygon = np.asarray(outline, dtype=np.float64) - trajectory[0, :2]
     try:
+        low = lowest_height(polygon, trajectory)
+        rest = low < GROUND_SNAP
+        trajectory[rest, 1] -= low[rest]  # resting keyframes sit exactly on the ground
         return Task(polygon, trajectory, name=name)
     except (InvalidPolygonError, ValueError) as exc:
         raise DerenderError(f"the estimated task is not valid ({exc})") from None

@@ -1,0 +1,270 @@
+"""The large-data DLM: contact-mode classification, the oracle on proposed pairs, KeypointDLM, train_large.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dlm_gym.actions import command_bounds, noop_commands
+from dlm_gym.config import DEFAULT_CONFIG
+from dlm_gym.oracle import contact_candidates, keyframe_data, solve_oracle
+from dlm_gym.task import Task
+from policies.dlm.contact_mode import (
+    ContactModeNet,
+    candidate_feature_dim,
+    context_feature_dim,
+    mode_features,
+    pair_index,
+    soft_pair_target,
+)
+from policies.dlm.keypoint_dlm import KeypointDLM
+from policies.dlm.models import load_checkpoint, save_checkpoint
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def lifted_square():
+    """A 12 cm square lifted 3 cm and turned 10 degrees: fingers on its sides are needed."""
+    poly = np.array([[-0.06, -0.06], [0.06, -0.06], [0.06, 0.06], [-0.06, 0.06]])
+    T = DEFAULT_CONFIG.horizon
+    traj = np.column_stack([np.full(T, 0.0), 0.06 + np.linspace(0, 0.03, T), np.linspace(0, np.deg2rad(10), T)])
+    return Task(poly, traj)
+
+
+def test_pair_index_is_the_combinations_order():
+    assert pair_index(5).tolist() == [list(c) for c in itertools.combinations(range(5), 2)]
+    assert len(pair_index(72)) == 72 * 71 // 2
+
+
+def test_features_have_the_documented_sizes(lifted_square):
+    cands = contact_candidates(lifted_square)
+    cand, ctx = mode_features(lifted_square.trajectory, cands, keyframe_data(lifted_square, cands, DEFAULT_CONFIG))
+    assert cand.shape == (len(cands.facets), candidate_feature_dim()) and ctx.shape == (context_feature_dim(),)
+    assert cand.dtype == np.float32 and np.isfinite(cand).all() and np.isfinite(ctx).all()
+    np.testing.assert_array_equal(cand[:, -1] > 0.5, cands.valid)  # validity is the last feature
+
+
+def test_soft_target_is_symmetric_in_the_fingers_and_vanishes_far_away():
+    pts = np.array([[0.0, 0.0], [0.1, 0.0], [0.2, 0.0], [0.3, 0.0]])
+    valid = np.ones(4, bool)
+    oracle = np.array([[0.101, 0.0], [0.299, 0.0]])
+    t = soft_pair_target(pts, valid, oracle)
+    np.testing.assert_allclose(t.sum(), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(t, soft_pair_target(pts, valid, oracle[::-1]))
+    assert pair_index(4)[np.argmax(t)].tolist() == [1, 3]
+    assert soft_pair_target(pts, valid, oracle + 0.5) is None
+    # an invalid candidate never carries target mass
+    valid[3] = False
+    assert soft_pair_target(pts, valid, oracle) is None
+
+
+def test_classifier_is_symmetric_and_masks_invalid_pairs():
+    torch.manual_seed(0)
+    net = ContactModeNet(hidden=16, embed=8)
+    B, C = 2, 5
+    cand = torch.randn(B, C, candidate_feature_dim())
+    ctx = torch.randn(B, context_feature_dim())
+    valid = torch.ones(B, C, dtype=torch.bool)
+    valid[1, 2] = False
+    logits = net(cand, ctx, valid)
+    assert logits.shape == (B, 10)
+    pairs = pair_index(C)
+    bad = (pairs == 2).any(1)
+    assert torch.isinf(logits[1, bad]).all() and torch.isfinite(logits[0]).all()
+    # swapping the candidates' order only permutes the pair scores (h_i + h_j and h_i * h_j are symmetric)
+    perm = torch.tensor([4, 3, 2, 1, 0])
+    swapped = net(cand[:, perm], ctx, valid[:, perm])
+    lookup = {tuple(sorted((int(perm[i]), int(perm[j])))): k for k, (i, j) in enumerate(pairs)}
+    order = [lookup[tuple(p)] for p in pairs.tolist()]
+    torch.testing.assert_close(swapped[0, order], logits[0])
+
+
+def test_oracle_on_proposed_pairs(lifted_square):
+    full = solve_oracle(lifted_square)
+    assert full.ok
+    cands = contact_candidates(lifted_square)
+    K = len(cands.facets) // lifted_square.n_facets
+    best = np.sort(full.facets * K + np.rint(full.fractions * K - 0.5).astype(int))
+    # the optimum among proposals that contain it is the optimum
+    other = np.flatnonzero(cands.valid)[:2]
+    restricted = solve_oracle(lifted_square, combos=np.array([other, best]))
+    assert restricted.ok and restricted.cost == pytest.approx(full.cost, rel=1e-6)
+    # without it, the plan is the best proposal: never better than the optimum
+    pairs = np.array([p for p in itertools.combinations(np.flatnonzero(cands.valid), 2) if list(p) != best.tolist()])
+    few = solve_oracle(lifted_square, combos=pairs[:5])
+    assert not few.ok or few.cost >= full.cost - 1e-9
+    if few.ok:
+        chosen = sorted((few.facets * K + np.rint(few.fractions * K - 0.5).astype(int)).tolist())
+        assert chosen in pairs[:5].tolist()
+
+
+@pytest.mark.parametrize(
+    ("combos", "message"),
+    [
+        (np.zeros((0, 2), int), "non-empty"),
+        (np.array([[0, 1, 2]]), r"\(P, 2\)"),
+        (np.array([[0.0, 1.0]]), "integer"),
+        (np.array([[0, 999]]), "index the task's"),
+        (np.array([[3, 3]]), "distinct"),
+    ],
+)
+def test_bad_proposals_are_refused(lifted_square, combos, message):
+    with pytest.raises(ValueError, match=message):
+        solve_oracle(lifted_square, combos=combos)
+
+
+def test_proposals_need_the_enumeration_backend(lifted_square):
+    with pytest.raises(ValueError, match="backend='enum'"):
+        solve_oracle(lifted_square, backend="scip", combos=np.array([[0, 5]]))
+
+
+def _videos(tasks):
+    from dlm_gym.render import Renderer
+
+    r = Renderer(DEFAULT_CONFIG)
+    return np.stack([np.stack([r.frame(t.polygon, pose) for pose in t.trajectory]) for t in tasks])
+
+
+def test_keypoint_dlm_plans_inside_the_action_box(lifted_square):
+    torch.manual_seed(0)
+    model = KeypointDLM(proposals=4)
+    blank = np.full_like(_videos([lifted_square])[0], 255)
+    commands, status = model.plan_videos(np.stack([_videos([lifted_square])[0], blank]))
+    assert commands.shape == (2, DEFAULT_CONFIG.horizon, DEFAULT_CONFIG.num_fingers, 4)
+    low, high = command_bounds(DEFAULT_CONFIG)
+    assert (commands >= low - 1e-9).all() and (commands <= high + 1e-9).all()
+    assert status[1] == "not_derendered"
+    np.testing.assert_allclose(commands[1], noop_commands(DEFAULT_CONFIG))  # nothing seen, nothing done
+    assert status[0] in ("top", "wider", "infeasible")
+
+
+def test_command_head_starts_at_zero_and_gets_gradients():
+    model = KeypointDLM()
+    qp = torch.from_numpy(np.repeat(noop_commands(DEFAULT_CONFIG)[None], 3, 0)).float()
+    qp[..., 2:] = 1.0  # forces well inside the box
+    ctx = torch.randn(3, context_feature_dim())
+    out = model.corrected(qp, ctx)
+    torch.testing.assert_close(out, qp)  # zero-initialised residual
+    out.sum().backward()
+    assert model.command_head[-1].weight.grad.abs().sum() > 0
+    # a trained head corrects forces only: the contact points stay on the estimated surface
+    with torch.no_grad():
+        model.command_head[-1].bias.normal_(0.0, 0.3)
+        moved = model.corrected(qp, ctx)
+    torch.testing.assert_close(moved[..., :2], qp[..., :2])
+    assert (moved[..., 2:] - qp[..., 2:]).abs().max() > 0.01
+
+
+def test_keypoint_dlm_checkpoint_round_trip_and_damage(tmp_path):
+    from policies import CheckpointError
+
+    torch.manual_seed(0)
+    model = KeypointDLM(keypoints=4, channels=6, mode_hidden=16, mode_embed=8, command_hidden=8)
+    path = save_checkpoint(model, tmp_path / "dlm.pt", policy="dlm", command="python examples/train_large.py")
+    loaded, meta = load_checkpoint(path)
+    assert isinstance(loaded, KeypointDLM) and meta["hparams"]["keypoints"] == 4
+    for name, t in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], t)
+    payload = torch.load(path, weights_only=True)
+    payload["hparams"] = {"latent_dim": 75, "lstm_layers": 5}
+    torch.save(payload, tmp_path / "wrong.pt")
+    with pytest.raises(CheckpointError, match="expected .*'channels'"):
+        load_checkpoint(tmp_path / "wrong.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["policy"] = "nn"
+    torch.save(payload, tmp_path / "nn.pt")
+    with pytest.raises(CheckpointError, match="does not go together"):
+        load_checkpoint(tmp_path / "nn.pt")
+
+
+# ------------------------------------------------------------------ examples/train_large.py
+@pytest.fixture(scope="module")
+def train_large():
+    file = Path(__file__).resolve().parents[1] / "examples" / "train_large.py"
+    spec = importlib.util.spec_from_file_location("examples_train_large", file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from dlm_gym.datasets import SEED_RANGES, CorpusSpec, SplitSpec, generate_corpus, generate_split
+    from policies.dlm.networks import KeypointEncoder, PoseHead
+
+    root = tmp_path_factory.mktemp("train_large")
+    generate_corpus(root / "corpus", CorpusSpec(size=8, shard_size=4, time_limit=5.0), progress=False)
+    val, _ = generate_split(
+        "val",
+        SplitSpec(3, (4, 6), "polygon", seed=SEED_RANGES["validation"][0] + 991_000),
+        out_dir=root,
+        time_limit=5.0,
+        progress=False,
+    )
+    torch.manual_seed(0)
+    pose = torch.nn.Module()
+    pose.encoder, pose.head = KeypointEncoder(), PoseHead(8, 16)
+    torch.save({"model": "keypoint", "state_dict": pose.state_dict()}, root / "keypoint.pt")
+    return root
+
+
+def test_train_large_writes_three_zoo_checkpoints(tiny_run, tmp_path, train_large):
+    import policies
+    from policies.common.curves import read_curve
+
+    out = tmp_path / "run"
+    args = ["--pose", str(tiny_run / "keypoint.pt"), "--corpus", str(tiny_run / "corpus"), "--out", str(out)]
+    args += ["--val", str(tiny_run / "val.npz"), "--val-tasks", "3", "--mode-tasks", "6", "--mode-epochs", "2"]
+    args += ["--batch-size", "4", "--qp-tasks", "6", "--qp-steps", "2", "--sim-tasks", "2", "--sim-epochs", "1"]
+    assert train_large.main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mode_labelled"]["val"] <= 3 and "cvx" in summary
+    stages = [r["stage"] for r in read_curve(out / "curve.csv")]
+    assert stages[0] == "L_P" and "L_QP" in stages
+    for name in ("mdr", "cvx", "dlm"):
+        model, meta = load_checkpoint(out / f"{name}.pt")
+        assert isinstance(model, KeypointDLM) and meta["policy"] == name
+        assert meta["command"].startswith("python examples/train_large.py")
+    # the zoo plays it through the one rollout loop
+    policy = policies.make_policy("dlm", checkpoint=out / "dlm.pt")
+    results = policies.evaluate(policy, tiny_run / "val.npz", progress=False)
+    assert len(results) == 3 and all(np.isfinite(r.loss) for r in results)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--mode-tasks", "0"], "--mode-tasks"),
+        (["--qp-tasks", "9", "--mode-tasks", "4"], "must not exceed"),
+        (["--pose", "nowhere.pt"], "nowhere.pt"),
+    ],
+)
+def test_train_large_bad_arguments_are_one_line(extra, message, train_large, capsys):
+    with pytest.raises(SystemExit) as exc:
+        train_large.main(extra)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_train_large_refuses_a_wrong_pose_file(tiny_run, tmp_path, train_large, capsys):
+    bad = tmp_path / "bad.pt"
+    torch.save({"model": "paper", "state_dict": {}}, bad)
+    args = ["--pose", str(bad), "--corpus", str(tiny_run / "corpus"), "--val", str(tiny_run / "val.npz")]
+    assert train_large.main([*args, "--out", str(tmp_path / "o")]) == 2
+    assert "not a keypoint pose network" in capsys.readouterr().err
