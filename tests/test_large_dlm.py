@@ -112,6 +112,25 @@ def test_oracle_on_proposed_pairs(lifted_square):
         assert chosen in pairs[:5].tolist()
 
 
+def test_plan_combos_is_each_combination_solved_alone(lifted_square):
+    from dlm_gym.oracle import plan_combos
+
+    cands = contact_candidates(lifted_square)
+    valid = np.flatnonzero(cands.valid)
+    invalid = np.flatnonzero(~cands.valid)
+    combos = np.array([p for p in itertools.combinations(valid, 2)][::9][:10])
+    if invalid.size:
+        combos = np.vstack([combos, [[min(invalid[0], valid[0]), max(invalid[0], valid[0])]]])
+    plans = plan_combos(lifted_square, combos)
+    assert len(plans) == len(combos) and any(p.ok for p in plans)
+    for combo, plan in zip(combos, plans, strict=True):
+        alone = solve_oracle(lifted_square, combos=combo[None])
+        assert plan.ok == alone.ok
+        if plan.ok:
+            assert plan.cost == pytest.approx(alone.cost, rel=1e-9)
+            np.testing.assert_allclose(plan.commands(), alone.commands(), atol=1e-9)
+
+
 @pytest.mark.parametrize(
     ("combos", "message"),
     [

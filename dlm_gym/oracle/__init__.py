@@ -124,7 +124,7 @@ from dlm_gym.oracle.keyframe_qp import (
     keyframe_data,
     solve_keyframe_qps,
 )
-from dlm_gym.oracle.solve import BACKENDS, Q_LAMBDA, Q_P, Backend, solve_oracle
+from dlm_gym.oracle.solve import BACKENDS, Q_LAMBDA, Q_P, Backend, plan_combos, solve_oracle
 from dlm_gym.oracle.types import OracleInfeasibleError, OraclePlan, OracleStatus
 
 __all__ = [
@@ -144,6 +144,7 @@ __all__ = [
     "contact_candidates",
     "dense_keyframe_qp",
     "keyframe_data",
+    "plan_combos",
     "solve_keyframe_qps",
     "solve_oracle",
 ]

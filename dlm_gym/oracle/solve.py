@@ -12,10 +12,12 @@ from dlm_gym.mechanics import NUM_ENV_CONTACTS, mechanical_parameters
 from dlm_gym.oracle.backend_enum import solve_enum
 from dlm_gym.oracle.backend_scip import solve_scip
 from dlm_gym.oracle.candidates import DEFAULT_CANDIDATES_PER_FACET, contact_candidates
-from dlm_gym.oracle.types import BackendChoice, OraclePlan
+from dlm_gym.oracle.ipm import BatchedQPResult
+from dlm_gym.oracle.keyframe_qp import keyframe_data, keyframe_forces, solve_keyframe_qps
+from dlm_gym.oracle.types import BackendChoice, OraclePlan, OracleStatus
 from dlm_gym.task import Task
 
-__all__ = ["BACKENDS", "Q_LAMBDA", "Q_P", "Backend", "solve_oracle"]
+__all__ = ["BACKENDS", "Q_LAMBDA", "Q_P", "Backend", "solve_oracle", "plan_combos"]
 
 Q_LAMBDA = 1.0
 """q_lambda in N^-2: weight of the squared finger forces in eq. 11."""
@@ -125,6 +127,11 @@ def solve_oracle(
         )
     if choice.combo is None:
         return _empty_plan(task, config, choice, backend, time.perf_counter() - start)
+    return _plan(task, config, cands, choice, backend, q_p, start)
+
+
+def _plan(task: Task, config: SceneConfig, cands, choice: BackendChoice, backend: str, q_p: float, start: float):
+    """The :class:`OraclePlan` of a backend's chosen combination."""
     facets = cands.facets[choice.combo]
     fractions = cands.fractions[choice.combo]
     params = mechanical_parameters(task, facets, fractions, config)
@@ -145,3 +152,48 @@ def solve_oracle(
         accel_cost=accel_cost,
         message=choice.message,
     )
+
+
+def plan_combos(
+    task: Task,
+    combos: np.ndarray,
+    config: SceneConfig = DEFAULT_CONFIG,
+    *,
+    candidates_per_facet: int = DEFAULT_CANDIDATES_PER_FACET,
+    q_lambda: float = Q_LAMBDA,
+    q_p: float = Q_P,
+) -> list[OraclePlan]:
+    """The plan of each given contact combination on its own, without a search: one batched solve.
+
+    Where :func:`solve_oracle` with ``combos`` keeps only the cheapest feasible combination, this returns
+    every combination's plan (``OPTIMAL`` for its fixed contacts, or ``INFEASIBLE`` when a keyframe has no
+    solution or a candidate is too close to the ground), in the given order. All ``P x T`` keyframe QPs
+    go to :func:`~dlm_gym.oracle.solve_keyframe_qps` at once. A learned contact-mode classifier that
+    ranks its proposals itself uses it (:mod:`policies.dlm.keypoint_dlm`).
+
+    Raises:
+        ValueError: for combinations that are not ``(P, N)`` distinct candidate indices.
+    """
+    start = time.perf_counter()
+    cands = contact_candidates(task, config, candidates_per_facet)
+    combos = _check_combos(combos, len(cands.facets), config.num_fingers, "enum")
+    T, E = task.horizon, NUM_ENV_CONTACTS
+    ok_rows = np.flatnonzero(cands.valid[combos].all(axis=1))
+    plans: list[OraclePlan | None] = [None] * len(combos)
+    if ok_rows.size:
+        data = keyframe_data(task, cands, config)
+        rows = np.repeat(combos[ok_rows], T, axis=0)
+        cost, feasible, res = solve_keyframe_qps(data, rows, np.tile(np.arange(T), ok_rows.size), config, q_lambda)
+        for n, r in enumerate(ok_rows):
+            sl = slice(n * T, (n + 1) * T)
+            if not feasible[sl].all():
+                continue
+            part = BatchedQPResult(res.a[..., sl], res.u[:, sl], res.objective[sl], res.gap[sl], res.measure[sl])
+            fingers, ground = keyframe_forces(part, data, combos[r], T, E)
+            force_cost = float(cost[sl].sum())
+            choice = BackendChoice(
+                OracleStatus.OPTIMAL, combos[r], fingers, ground, force_cost, 0.0, "given combination"
+            )
+            plans[r] = _plan(task, config, cands, choice, "enum", q_p, start)
+    none = BackendChoice(OracleStatus.INFEASIBLE, message="this contact combination has no plan")
+    return [p if p is not None else _empty_plan(task, config, none, "enum", time.perf_counter() - start) for p in plans]

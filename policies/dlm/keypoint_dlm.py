@@ -38,7 +38,7 @@ from torch import nn
 
 from dlm_gym.actions import action_scale_offset, clip_command, noop_commands
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
-from dlm_gym.oracle import contact_candidates, keyframe_data, solve_oracle
+from dlm_gym.oracle import contact_candidates, keyframe_data, plan_combos, solve_oracle
 from dlm_gym.task import Task
 from policies.common.errors import DerenderError
 from policies.dlm.contact_mode import ContactModeNet, context_feature_dim, mode_features, pair_index
@@ -245,7 +245,7 @@ class KeypointDLM(nn.Module):
 
     def proposal_plans(self, task: Task, combos: np.ndarray) -> list:
         """The QP's plan (:class:`dlm_gym.oracle.OraclePlan`) for each proposed pair on its own, in order."""
-        return [solve_oracle(task, self.config, combos=c[None], time_limit=10.0) for c in combos]
+        return plan_combos(task, combos, self.config)
 
     # ------------------------------------------------------------------ stage 3: the command head
     def normalise(self, commands: torch.Tensor) -> torch.Tensor:
