@@ -6,7 +6,7 @@ Its pose network is trained first, by the encoder study on the corpus (25 min on
     python examples/encoder_study.py --models keypoint --moments-tasks 0 --train-seconds 100000 \\
         --max-steps 5600 --seed 0 --out runs/pose_seeds/seed0
 
-then this script, top to bottom (about 15 minutes on 2 cores):
+then this script, top to bottom:
 
 1. **mdr**: the pose weights are loaded; the first ``--mode-tasks`` corpus
    tasks are derendered by the network (learned poses, the first frame's
@@ -14,21 +14,25 @@ then this script, top to bottom (about 15 minutes on 2 cores):
    over candidate pairs from the oracle's contacts; the classifier is trained
    by cross-entropy. The epoch with the lowest validation cross-entropy is kept.
 2. **cvx**: the QP solves every training task on the classifier's proposals;
-   the residual command head is trained on L_QP (squared distance to the
+   the residual force head is trained on L_QP (squared distance to the
    oracle's commands, in action units) over the tasks whose chosen contacts
    are the oracle's. Kept at the step with the lowest executed validation loss
    (step 0, no correction, included).
-3. **dlm**: the command head is fine-tuned on L_sim over ``--sim-tasks``
-   corpus tasks no earlier stage saw, with central finite differences through
-   pymunk (:func:`policies.dlm.simgrad.fd_gradient`); kept at the epoch with the
-   lowest executed validation loss (epoch 0 included).
+3. **dlm**, L_sim over ``--sim-tasks`` corpus tasks no earlier stage saw:
+   (a) each task's top ``--proposals`` pairs are planned by the QP and played
+   in pymunk, and the classifier learns to rank them by their executed losses
+   (cross-entropy against a softmin of the losses); it then picks the
+   best-scored feasible proposal, if validation says that beats the QP's
+   cheapest; (b) the force head is fine-tuned on the first ``--fd-tasks`` of
+   them by central finite differences through pymunk
+   (:func:`policies.dlm.simgrad.fd_gradient`). Each part is kept at its epoch
+   with the lowest validation loss (epoch 0 included).
 
 Validation uses split files of our own seeds (never a shipped split); the
 executed loss plays the commands in the same physics as the environment
 (:func:`policies.dlm.simgrad.simulate`, bit for bit). Writes to ``--out``:
 ``mdr.pt``, ``cvx.pt``, ``dlm.pt`` (zoo checkpoints), ``curve.csv`` (the zoo's
-learning-curve format), ``summary.json``, and ``cache_*.npz`` (derendered
-inputs and QP commands, so a rerun with the same settings skips that work).
+learning-curve format) and ``summary.json``. About 20 minutes on 2 cores.
 
 Example (the shipped checkpoints, seeds 0, 1, 2)::
 

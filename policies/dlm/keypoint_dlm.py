@@ -15,14 +15,17 @@ The paper's stages (Fig. 2), redesigned after what the measurements of issue 10 
    - the contact mode, by :class:`~policies.dlm.contact_mode.ContactModeNet`
      (learned, a classifier over the estimated task's candidate pairs).
 
-2. **QP.** The oracle's keyframe QPs (:func:`dlm_gym.oracle.solve_oracle`
-   with ``combos=``) on the top ``proposals`` pairs keep the cheapest feasible
-   one and give its forces ``lambda_c(t)`` and points ``p_c(t)``.
+2. **QP.** The oracle's keyframe QPs on the classifier's top ``proposals``
+   pairs (:func:`dlm_gym.oracle.solve_oracle` with ``combos=``) keep the
+   cheapest feasible one and give its points ``p_c(t)`` and forces
+   ``lambda_c(t)``; a residual head on the forces (zero at initialisation) is
+   trained on L_QP against the oracle's commands (``cvx``).
 
-3. **Command head.** A residual on the QP's commands (zero at
-   initialisation), trained on L_QP against the oracle's commands (``cvx``)
-   and then on L_sim through the simulator by finite differences (``dlm``,
-   :mod:`policies.dlm.simgrad`).
+3. **L_sim** (``dlm``). The classifier learns from the simulator which of its
+   proposals execute best (each proposal's plan, :func:`dlm_gym.oracle.plan_combos`,
+   played in pymunk) and then picks the best-scored feasible proposal
+   (``rank_by_score``); the force head is fine-tuned by finite differences
+   through pymunk (:mod:`policies.dlm.simgrad`).
 
 The zoo's ``mdr``, ``cvx`` and ``dlm`` are this network after stages 1, 2 and 3
 (``examples/train_large.py``).
