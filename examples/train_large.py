@@ -327,7 +327,7 @@ def run(cfg: Config) -> int:  # noqa: C901  (one readable script, top to bottom)
         if epoch:
             model.train()
             order = rng.permutation(train_idx)
-            for i in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
+            for i in range(0, len(order), cfg.batch_size):  # the last batch may be smaller
                 loss, _, _ = mode_cross_entropy(model, feats, order[i : i + cfg.batch_size])
                 opt.zero_grad()
                 loss.backward()
