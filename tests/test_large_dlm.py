@@ -287,3 +287,51 @@ def test_train_large_refuses_a_wrong_pose_file(tiny_run, tmp_path, train_large, 
     args = ["--pose", str(bad), "--corpus", str(tiny_run / "corpus"), "--val", str(tiny_run / "val.npz")]
     assert train_large.main([*args, "--out", str(tmp_path / "o")]) == 2
     assert "not a keypoint pose network" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ examples/scaling_study.py
+@pytest.fixture(scope="module")
+def scaling():
+    file = Path(__file__).resolve().parents[1] / "examples" / "scaling_study.py"
+    spec = importlib.util.spec_from_file_location("examples_scaling_study", file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scaling_subset_is_the_first_n_corpus_tasks(tiny_run, tmp_path, scaling):
+    from dlm_gym.datasets import load_corpus, load_split
+
+    cfg = scaling.parse_config(["--corpus", str(tiny_run / "corpus"), "--out", str(tmp_path)])
+    scaling.subset_split(cfg, 6, tmp_path / "six.npz")  # spans both shards of 4
+    six, corpus = load_split(tmp_path / "six.npz"), load_corpus(tiny_run / "corpus")
+    first = list(corpus.shard(0)) + list(corpus.shard(1))[:2]
+    assert len(six) == 6 and [t.seed for t in six.tasks] == [it.task.seed for it in first]
+    np.testing.assert_array_equal(six.videos, np.stack([it.video for it in first]))
+    with pytest.raises(ValueError, match="fewer than N = 9"):
+        scaling.subset_split(cfg, 9, tmp_path / "nine.npz")
+
+
+def test_scaling_figure_and_table(tmp_path, scaling):
+    from policies.common.report import FLOOR
+
+    cfg = scaling.parse_config(["--out", str(tmp_path), "--figure", str(tmp_path / "f.png"), "--sizes", "20,200"])
+
+    def payload(scale):
+        rows = [{"policy": p, "split": "family_xl", "loss_mean": scale * (i + 1), "loss_ci_low": 0.5 * scale,
+                 "loss_ci_high": 4 * scale} for i, p in enumerate(("nn", "cvx", "dlm"))]  # fmt: skip
+        rows += [{"policy": "noop", "split": "family_xl", "loss_mean": 40.0, "loss_ci_low": 38, "loss_ci_high": 42}]
+        rows += [{"policy": FLOOR, "split": "family_xl", "loss_mean": 1.7, "loss_ci_low": 1.3, "loss_ci_high": 2.2}]
+        return {"results": rows}
+
+    table = scaling.figure(cfg, {20: payload(10.0), 200: payload(2.0)})
+    assert table["policies"]["cvx"] == {20: [20.0, 5.0, 40.0], 200: [4.0, 1.0, 8.0]}
+    assert table["reference"] == {"noop": 40.0, FLOOR: 1.7}
+    assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_scaling_bad_sizes_are_one_line(scaling, capsys):
+    with pytest.raises(SystemExit) as exc:
+        scaling.main(["--sizes", "20,x"])
+    assert exc.value.code == 2 and capsys.readouterr().err.count("\n") == 1
