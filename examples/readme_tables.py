@@ -11,6 +11,8 @@ Blocks:
     seeds       the paper-protocol learned policies over their training seeds (needs --seeds)
     large_seeds the large-data learned policies over their training seeds (needs --large-seeds)
     exploit     the interior-finger script against its surface twin (needs --exploit, from exploit_check.py)
+    targets     the large-data DLM against issue 10's targets on the xl splits: dlm, dlm - cvx and
+                dlm - oracle (paired), dlm / nn, vision_miqp / miqp
 
 Example (the README's own):
     python examples/readme_tables.py --results docs/results/table1.json --exploit docs/results/exploit.json \\
@@ -124,6 +126,34 @@ def seeds(payloads: list[dict], suffix: str = PAPER_SUFFIX) -> str:
     return "\n".join(out)
 
 
+def targets(payload: dict) -> str:
+    """dlm's targets per held-out split, from the per-task losses (paired intervals, bootstrap seed 0)."""
+    from policies.common.statistics import paired_difference
+
+    rows = {(r["policy"], r["split"]): r for r in payload["results"]}
+    splits = [s for s in ("family_xl", "test_xl", "smooth_xl") if ("dlm", s) in rows]
+    if not splits:
+        raise SystemExit("error: the results hold no dlm on an xl split")
+
+    def diff(a: str, b: str, split: str) -> str:
+        d = paired_difference(rows[(a, split)]["losses"], rows[(b, split)]["losses"])
+        return f"{d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
+
+    out = [
+        "| split | dlm (target: <= 3, smooth <= 5) | dlm - cvx (target: < 0) | dlm - oracle | dlm / nn (target: <= 0.6) "
+        "| vision_miqp / miqp (target: <= 2) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for split in splits:
+        ratio = rows[("dlm", split)]["loss_mean"] / rows[("nn", split)]["loss_mean"]
+        vision = rows[("vision_miqp", split)]["loss_mean"] / rows[("miqp", split)]["loss_mean"]
+        out.append(
+            f"| {split} | {_cell(rows[('dlm', split)])} | {diff('dlm', 'cvx', split)} | {diff('dlm', FLOOR, split)} "
+            f"| {ratio:.2f} | {vision:.2f} |"
+        )
+    return "\n".join(out)
+
+
 def exploit(figures: dict) -> str:
     def f(key):
         d = figures[key]
@@ -204,6 +234,8 @@ def main(argv=None) -> int:
             p.error(f"{path} does not exist; write it with examples/evaluate.py --json")
     payload = _load(args.results)
     blocks = {"table1": table1(payload), "resolved": resolved(payload)}
+    if any(r["policy"] == "dlm" and r["split"].endswith("_xl") for r in payload["results"]):
+        blocks["targets"] = targets(payload)
     if args.seeds:
         blocks["seeds"] = seeds([_load(s) for s in args.seeds])
     if args.large_seeds:
