@@ -72,6 +72,14 @@ class Config:
     sim_epochs: int = dataclasses.field(
         default=4, metadata={"help": "train_large --sim-epochs (force head)", "type": cli.non_negative_int}
     )
+    shipped: Path | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "an evaluate.py --json file of the shipped nn, cvx and dlm (trained on the whole 20,000-task "
+            "corpus with their own, longer budgets), drawn as hollow markers at N = 20,000 for reference",
+            "type": cli.existing_file,
+        },
+    )
     eval_split: str = dataclasses.field(
         default="family_xl", metadata={"help": "held-out split the figure reports", "type": cli.split_name_or_file}
     )
@@ -182,7 +190,7 @@ def run_size(cfg: Config, n: int, say) -> Path:
     return result
 
 
-def figure(cfg: Config, results: dict[int, dict]) -> dict:
+def figure(cfg: Config, results: dict[int, dict], shipped: dict | None = None) -> dict:
     """Plot the study and return its table: per N and policy, mean loss and 95 % interval."""
     import matplotlib
 
@@ -209,6 +217,18 @@ def figure(cfg: Config, results: dict[int, dict]) -> dict:
         ax.errorbar(ns, mean, yerr=err, marker="o", capsize=3, label=name)
     from policies.common.report import FLOOR
 
+    if shipped is not None:
+        colours = {name: line.get_color() for name, line in zip(POLICIES, ax.get_lines(), strict=False)}
+        rows = {r["policy"]: r for r in shipped["results"] if r["split"] == cfg.eval_split}
+        table["shipped"] = {}
+        for name in POLICIES:
+            if name in rows:
+                r = rows[name]
+                table["shipped"][name] = [r["loss_mean"], r["loss_ci_low"], r["loss_ci_high"]]
+                ax.errorbar([20000], [r["loss_mean"]], yerr=[[r["loss_mean"] - r["loss_ci_low"]],
+                            [r["loss_ci_high"] - r["loss_mean"]]], marker="o", mfc="none", capsize=3,
+                            color=colours.get(name), linestyle="none",
+                            label=f"{name}, shipped (20,000 tasks, longer budget)")  # fmt: skip
     for label, style in (("noop", "--"), (FLOOR, ":")):
         if label in reference:
             ax.axhline(reference[label], color="grey", linestyle=style, label=f"{label} {reference[label]:.2f}")
@@ -237,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results[n] = json.loads(path.read_text())
     except (RuntimeError, ValueError, *cli.USER_ERRORS) as exc:
         return cli.fail(exc)
-    table = figure(cfg, results)
+    shipped = json.loads(cfg.shipped.read_text()) if cfg.shipped is not None else None
+    table = figure(cfg, results, shipped)
     table["config"] = {k: str(v) for k, v in dataclasses.asdict(cfg).items()}
     table["seconds"] = time.perf_counter() - start
     (cfg.out / "results.json").write_text(json.dumps(table, indent=1))

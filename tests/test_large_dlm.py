@@ -325,8 +325,9 @@ def test_scaling_figure_and_table(tmp_path, scaling):
         rows += [{"policy": FLOOR, "split": "family_xl", "loss_mean": 1.7, "loss_ci_low": 1.3, "loss_ci_high": 2.2}]
         return {"results": rows}
 
-    table = scaling.figure(cfg, {20: payload(10.0), 200: payload(2.0)})
+    table = scaling.figure(cfg, {20: payload(10.0), 200: payload(2.0)}, shipped=payload(1.0))
     assert table["policies"]["cvx"] == {20: [20.0, 5.0, 40.0], 200: [4.0, 1.0, 8.0]}
+    assert table["shipped"]["dlm"] == [3.0, 0.5, 4.0]
     assert table["reference"] == {"noop": 40.0, FLOOR: 1.7}
     assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
