@@ -140,8 +140,8 @@ def targets(payload: dict) -> str:
         return f"{d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
 
     out = [
-        "| split | dlm (target: <= 3, smooth <= 5) | dlm - cvx (target: < 0) | dlm - oracle | dlm / nn (target: <= 0.6) "
-        "| vision_miqp / miqp (target: <= 2) |",
+        "| split | dlm (target: <= 3, smooth <= 5) | dlm - cvx (target: < 0) | dlm - oracle "
+        "| dlm / nn (target: <= 0.6) | vision_miqp / miqp (target: <= 2) |",
         "|---|---|---|---|---|---|",
     ]
     for split in splits:
