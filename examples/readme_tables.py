@@ -56,7 +56,8 @@ def table1(payload: dict) -> str:
     cell = {(r["policy"], r["split"]): r for r in rows}
     order_split = next((s for s in ("family_xl", "family") if s in splits), splits[0])
     names = sorted(
-        {r["policy"] for r in rows}, key=lambda p: cell.get((p, order_split), {"loss_mean": np.inf})["loss_mean"]
+        {r["policy"] for r in rows},
+        key=lambda p: (cell.get((p, order_split), {"loss_mean": np.inf})["loss_mean"], p),  # ties by name: stable
     )
     label = {FLOOR: "oracle (floor)", "noop": "noop (ceiling)"}
     out = [
