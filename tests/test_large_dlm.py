@@ -253,6 +253,11 @@ def test_train_large_writes_three_zoo_checkpoints(tiny_run, tmp_path, train_larg
     assert train_large.main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mode_labelled"]["val"] <= 3 and "cvx" in summary
+    # every stage keeps its start unless validation improves: dlm is never worse than cvx on validation
+    assert summary["dlm"]["head"]["val_executed"][0] <= summary["cvx"]["val_executed"][0] + 1e-9
+    assert summary["dlm"]["mode"]["rank_by_score"] == (
+        summary["dlm"]["mode"]["val_ranked"] < summary["dlm"]["mode"]["val_qp_cheapest"]
+    )
     stages = [r["stage"] for r in read_curve(out / "curve.csv")]
     assert stages[0] == "L_P" and "L_QP" in stages
     for name in ("mdr", "cvx", "dlm"):
