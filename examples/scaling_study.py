@@ -198,7 +198,8 @@ def figure(cfg: Config, results: dict[int, dict], shipped: dict | None = None) -
     import matplotlib.pyplot as plt
 
     table: dict = {"split": cfg.eval_split, "sizes": list(results), "policies": {}}
-    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    colours: dict[str, str] = {}
     reference = {}
     for n, payload in results.items():
         for row in payload["results"]:
@@ -214,11 +215,11 @@ def figure(cfg: Config, results: dict[int, dict], shipped: dict | None = None) -
         ns = sorted(points)
         mean = [points[n][0] for n in ns]
         err = [[points[n][0] - points[n][1] for n in ns], [points[n][2] - points[n][0] for n in ns]]
-        ax.errorbar(ns, mean, yerr=err, marker="o", capsize=3, label=name)
+        bars = ax.errorbar(ns, mean, yerr=err, marker="o", capsize=3, label=name)
+        colours[name] = bars[0].get_color()
     from policies.common.report import FLOOR
 
     if shipped is not None:
-        colours = {name: line.get_color() for name, line in zip(POLICIES, ax.get_lines(), strict=False)}
         rows = {r["policy"]: r for r in shipped["results"] if r["split"] == cfg.eval_split}
         table["shipped"] = {}
         for name in POLICIES:
@@ -238,12 +239,27 @@ def figure(cfg: Config, results: dict[int, dict], shipped: dict | None = None) -
     ax.set_xlabel("training tasks N (oracle-labelled)")
     ax.set_ylabel(f"object-trajectory loss on {cfg.eval_split} (cm$^2$)")
     ax.set_title("loss against training-set size (mean, 95% CI)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     cfg.figure.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(cfg.figure, dpi=120)
     plt.close(fig)
     return table
+
+
+def markdown(table: dict) -> str:
+    """The study as a markdown table: per N, each policy's mean loss with its 95 % interval."""
+
+    def cell(entry) -> str:
+        return "-" if entry is None else f"{entry[0]:.2f} [{entry[1]:.2f}, {entry[2]:.2f}]"
+
+    rows = [f"| training tasks N | {' | '.join(POLICIES)} |", "|---|" + "---|" * len(POLICIES)]
+    for n in table["sizes"]:
+        rows.append(f"| {n:,} | " + " | ".join(cell(table["policies"].get(p, {}).get(n)) for p in POLICIES) + " |")
+    for label, entries in (("shipped (20,000, longer budget)", table.get("shipped")),):
+        if entries:
+            rows.append(f"| {label} | " + " | ".join(cell(entries.get(p)) for p in POLICIES) + " |")
+    return "\n".join(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -262,6 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table["config"] = {k: str(v) for k, v in dataclasses.asdict(cfg).items()}
     table["seconds"] = time.perf_counter() - start
     (cfg.out / "results.json").write_text(json.dumps(table, indent=1))
+    print(markdown(table))
     say(f"wrote {cfg.figure} and {cfg.out / 'results.json'}")
     return 0
 
