@@ -17,7 +17,7 @@ def square():
 EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "examples"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def load_example():
     """Import a script of ``examples/`` by name (they are scripts, not a package) and return its module."""
     import importlib.util
@@ -28,6 +28,7 @@ def load_example():
             sys.path.insert(0, str(EXAMPLES))
         spec = importlib.util.spec_from_file_location(f"examples_{name}", EXAMPLES / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         return module
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,14 +154,9 @@ def test_video_to_tensor_feeds_the_encoder():
 
 # ------------------------------------------------------------------ the study script
 @pytest.fixture(scope="module")
-def study():
+def study(load_example):
     """examples/encoder_study.py as a module (a script, not a package), loaded once."""
-    file = Path(__file__).resolve().parents[1] / "examples" / "encoder_study.py"
-    spec = importlib.util.spec_from_file_location("examples_encoder_study", file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_example("encoder_study")
 
 
 @pytest.fixture(scope="module")

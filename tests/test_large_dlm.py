@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,13 +209,8 @@ def test_keypoint_dlm_checkpoint_round_trip_and_damage(tmp_path):
 
 # ------------------------------------------------------------------ examples/train_large.py
 @pytest.fixture(scope="module")
-def train_large():
-    file = Path(__file__).resolve().parents[1] / "examples" / "train_large.py"
-    spec = importlib.util.spec_from_file_location("examples_train_large", file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def train_large(load_example):
+    return load_example("train_large")
 
 
 @pytest.fixture(scope="module")
@@ -296,13 +288,8 @@ def test_train_large_refuses_a_wrong_pose_file(tiny_run, tmp_path, train_large, 
 
 # ------------------------------------------------------------------ examples/scaling_study.py
 @pytest.fixture(scope="module")
-def scaling():
-    file = Path(__file__).resolve().parents[1] / "examples" / "scaling_study.py"
-    spec = importlib.util.spec_from_file_location("examples_scaling_study", file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def scaling(load_example):
+    return load_example("scaling_study")
 
 
 def test_scaling_subset_is_the_first_n_corpus_tasks(tiny_run, tmp_path, scaling):
