@@ -174,7 +174,7 @@ def run_size(cfg: Config, n: int, say) -> Path:
                 "examples/train.py", "--policy", "nn", "--iterations", str(cfg.nn_iterations),
                 "--train-split", str(split), "--batch-size", "64", "--seed", str(cfg.seed), "--threads", "1",
                 # its curve only at the end: an executed evaluation of all N training tasks every 50 steps
-                # takes 100 s at N = 20,000 (the weights do not depend on it)
+                # takes 100 s at N = 20,000 (it is logging, not training)
                 "--eval-every", str(cfg.nn_iterations),
                 "--no-progress", "--out", str(folder / "nn.pt"),
             ],
