@@ -33,3 +33,24 @@ def load_example():
         return module
 
     return load
+
+
+@pytest.fixture(scope="session")
+def make_tiny_corpus(tmp_path_factory):
+    """``make(name, size, shard_size, val_offset) -> folder``: a generated corpus ``folder/corpus`` and a
+    3-task validation split ``folder/val.npz`` from our validation seeds (offset by ``val_offset``)."""
+    from dlm_gym.datasets import SEED_RANGES, CorpusSpec, SplitSpec, generate_corpus, generate_split
+
+    def make(name: str, size: int, shard_size: int, val_offset: int):
+        root = tmp_path_factory.mktemp(name)
+        generate_corpus(root / "corpus", CorpusSpec(size=size, shard_size=shard_size, time_limit=5.0), progress=False)
+        generate_split(
+            "val",
+            SplitSpec(3, (4, 6), "polygon", seed=SEED_RANGES["validation"][0] + val_offset),
+            out_dir=root,
+            time_limit=5.0,
+            progress=False,
+        )
+        return root
+
+    return make

@@ -160,19 +160,9 @@ def study(load_example):
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    from dlm_gym.datasets import SEED_RANGES, CorpusSpec, SplitSpec, generate_corpus, generate_split
-
-    root = tmp_path_factory.mktemp("encoder_study")
-    generate_corpus(root / "corpus", CorpusSpec(size=6, shard_size=3, time_limit=5.0), progress=False)
-    val, _ = generate_split(
-        "val",
-        SplitSpec(3, (4, 6), "polygon", seed=SEED_RANGES["validation"][0] + 990_000),
-        out_dir=root,
-        time_limit=5.0,
-        progress=False,
-    )
-    return root / "corpus", val
+def tiny_data(make_tiny_corpus):
+    root = make_tiny_corpus("encoder_study", 6, 3, 990_000)
+    return root / "corpus", root / "val.npz"
 
 
 def test_study_runs_end_to_end(tiny_data, tmp_path, study, capsys):

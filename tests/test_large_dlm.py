@@ -214,19 +214,10 @@ def train_large(load_example):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    from dlm_gym.datasets import SEED_RANGES, CorpusSpec, SplitSpec, generate_corpus, generate_split
+def tiny_run(make_tiny_corpus):
     from policies.dlm.networks import KeypointEncoder, PoseHead
 
-    root = tmp_path_factory.mktemp("train_large")
-    generate_corpus(root / "corpus", CorpusSpec(size=8, shard_size=4, time_limit=5.0), progress=False)
-    val, _ = generate_split(
-        "val",
-        SplitSpec(3, (4, 6), "polygon", seed=SEED_RANGES["validation"][0] + 991_000),
-        out_dir=root,
-        time_limit=5.0,
-        progress=False,
-    )
+    root = make_tiny_corpus("train_large", 8, 4, 991_000)
     torch.manual_seed(0)
     pose = torch.nn.Module()
     pose.encoder, pose.head = KeypointEncoder(), PoseHead(8, 16)
