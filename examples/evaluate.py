@@ -27,6 +27,9 @@ from dlm_gym import cli
 from dlm_gym.datasets import available_splits
 from policies.common.report import compare, format_table, neighbour_differences, results_metadata, task_sets
 
+SB3_AGENTS = ("ppo", "ppo_scratch", "ppo_state")
+"""Zoo agents stored as SB3 zips: ``--checkpoint-dir`` reads them as ``DIR/<name>.zip``."""
+
 GIF_FRAME_MS = 600
 """How long each GIF frame (one keyframe) shows, in milliseconds."""
 
@@ -47,8 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=cli.existing_dir,
         default=None,
         metavar="DIR",
-        help="load the learned policies' checkpoints from DIR/<name>.pt (e.g. another training seed) instead of "
-        "the shipped ones",
+        help="load the learned policies' checkpoints from DIR/<name>.pt and the SB3 agents' from DIR/<name>.zip "
+        "(e.g. another training seed) instead of the shipped ones",
     )
     p.add_argument(
         "--split",
@@ -146,8 +149,10 @@ def main(argv=None) -> int:
         from policies.dlm.architectures import ARCHITECTURES, PAPER_SUFFIX
 
         for name in chosen:
-            if name.removesuffix(PAPER_SUFFIX) in ARCHITECTURES:
-                path = args.checkpoint_dir / f"{name}.pt"
+            # learned networks are DIR/<name>.pt, the SB3 agents DIR/<name>.zip (ppo_state: with <name>_obs_norm.npz)
+            suffix = ".pt" if name.removesuffix(PAPER_SUFFIX) in ARCHITECTURES else ".zip" if name in SB3_AGENTS else ""
+            if suffix:
+                path = args.checkpoint_dir / f"{name}{suffix}"
                 if not path.exists():
                     print(f"error: --checkpoint-dir has no {path.name} for {name}", file=sys.stderr)
                     return 2

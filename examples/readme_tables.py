@@ -13,11 +13,16 @@ Blocks:
     exploit     the interior-finger script against its surface twin (needs --exploit, from exploit_check.py)
     targets     the large-data DLM against issue 10's targets on the xl splits: dlm, dlm - cvx and
                 dlm - oracle (paired), dlm / nn, vision_miqp / miqp
+    finetune    what each fine-tuning does to its start on the xl splits: L_sim (nn -> nnm, cvx -> dlm)
+                and PPO on the reward (nn -> ppo), paired differences
+    rl_seeds    the RL agents against issue 13's targets on family_xl, per training seed (needs
+                --rl-seeds): ppo, ppo / noop, ppo - nn (paired), ppo_state, ppo_state - noop (paired)
 
 Example (the README's own):
     python examples/readme_tables.py --results docs/results/table1.json --exploit docs/results/exploit.json \\
         --seeds docs/results/table1.json docs/results/paper_seed1.json docs/results/paper_seed2.json \\
         --large-seeds docs/results/table1.json docs/results/large_seed1.json docs/results/large_seed2.json \\
+        --rl-seeds docs/results/table1.json docs/results/rl_seed1.json docs/results/rl_seed2.json \\
         --update README.md
 """
 
@@ -127,6 +132,73 @@ def seeds(payloads: list[dict], suffix: str = PAPER_SUFFIX) -> str:
     return "\n".join(out)
 
 
+def _signed(d) -> str:
+    """A paired difference as ``+m [+lo, +hi]``."""
+    return f"{d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
+
+
+def rl_seeds(payloads: list[dict], split: str = "family_xl") -> str:
+    """Per training seed of the RL agents, on ``split``: ``ppo`` against ``noop`` and against ``nn`` (its
+    start), ``ppo_state`` against ``noop``; paired intervals from the per-task losses (bootstrap seed 0)."""
+    from policies.common.statistics import paired_difference
+
+    out = [
+        f"| seed ({split}) | ppo | ppo / noop | ppo - nn (paired) | ppo_state | ppo_state - noop (paired) |",
+        "|---|---|---|---|---|---|",
+    ]
+    means: dict[str, list[float]] = {"ppo": [], "ratio": [], "state": []}
+    for i, payload in enumerate(payloads):
+        rows = {(r["policy"], r["split"]): r for r in payload["results"]}
+        need = [(p, split) for p in ("ppo", "ppo_state", "nn", "noop")]
+        missing = [p for p, _ in need if (p, split) not in rows]
+        if missing:
+            raise SystemExit(f"error: seed file {i} has no {', '.join(missing)} on {split}")
+        ppo, state, nn, noop = (np.asarray(rows[(p, split)]["losses"]) for p in ("ppo", "ppo_state", "nn", "noop"))
+        means["ppo"].append(ppo.mean())
+        means["ratio"].append(ppo.mean() / noop.mean())
+        means["state"].append(state.mean())
+        out.append(
+            f"| {i} | {rows[('ppo', split)]['loss_mean']:.2f} [{rows[('ppo', split)]['ci_low']:.2f}, "
+            f"{rows[('ppo', split)]['ci_high']:.2f}] | {ppo.mean() / noop.mean():.2f} | "
+            f"{_signed(paired_difference(ppo, nn))} | {state.mean():.2f} | {_signed(paired_difference(state, noop))} |"
+        )
+    m = {k: np.array(v) for k, v in means.items()}
+    out.append(
+        f"| mean ± std | {m['ppo'].mean():.2f} ± {m['ppo'].std(ddof=1):.2f} | "
+        f"{m['ratio'].mean():.2f} ± {m['ratio'].std(ddof=1):.2f} | | "
+        f"{m['state'].mean():.2f} ± {m['state'].std(ddof=1):.2f} | |"
+    )
+    return "\n".join(out)
+
+
+FINETUNING = (("nn", "nnm", "L_sim (finite differences)"), ("nn", "ppo", "PPO on the reward"), ("cvx", "dlm", "L_sim"))
+"""(start, fine-tuned, by what): the fine-tuning stages of the zoo that start from a shipped policy."""
+
+
+def finetune(payload: dict) -> str:
+    """Each fine-tuning's paired effect on its start, per xl split (bootstrap seed 0)."""
+    from policies.common.statistics import paired_difference
+
+    rows = {(r["policy"], r["split"]): r for r in payload["results"]}
+    splits = [s for s in ("family_xl", "test_xl", "smooth_xl") if all((p, s) in rows for p, _, _ in FINETUNING)]
+    if not splits:
+        raise SystemExit(
+            "error: the results hold no split with " + ", ".join(sorted({p for f in FINETUNING for p in f[:2]}))
+        )
+    out = [
+        "| start -> fine-tuned | by | " + " | ".join(f"{s}: before -> after (after - before)" for s in splits) + " |"
+    ]
+    out.append("|---|---|" + "---|" * len(splits))
+    for start, tuned, how in FINETUNING:
+        cells = []
+        for split in splits:
+            a, b = rows[(start, split)], rows[(tuned, split)]
+            d = paired_difference(b["losses"], a["losses"])
+            cells.append(f"{a['loss_mean']:.2f} -> {b['loss_mean']:.2f} ({_signed(d)})")
+        out.append(f"| {start} -> {tuned} | {how} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def targets(payload: dict) -> str:
     """dlm's targets per held-out split, from the per-task losses (paired intervals, bootstrap seed 0)."""
     from policies.common.statistics import paired_difference
@@ -137,8 +209,7 @@ def targets(payload: dict) -> str:
         raise SystemExit("error: the results hold no dlm on an xl split")
 
     def diff(a: str, b: str, split: str) -> str:
-        d = paired_difference(rows[(a, split)]["losses"], rows[(b, split)]["losses"])
-        return f"{d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
+        return _signed(paired_difference(rows[(a, split)]["losses"], rows[(b, split)]["losses"]))
 
     out = [
         "| split | dlm (target: <= 3, smooth <= 5) | dlm - cvx (target: < 0) | dlm - oracle "
@@ -211,6 +282,14 @@ def main(argv=None) -> int:
         help="one evaluate.py --json file per training seed of the large-data models (the large_seeds block)",
     )
     p.add_argument(
+        "--rl-seeds",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="one evaluate.py --json file per training seed of ppo and ppo_state, with nn (the rl_seeds block)",
+    )
+    p.add_argument(
         "--exploit",
         type=Path,
         default=None,
@@ -229,6 +308,7 @@ def main(argv=None) -> int:
         args.results,
         *(args.seeds or []),
         *(args.large_seeds or []),
+        *(args.rl_seeds or []),
         *([args.exploit] if args.exploit else []),
     ]:
         if not path.is_file():
@@ -237,10 +317,14 @@ def main(argv=None) -> int:
     blocks = {"table1": table1(payload), "resolved": resolved(payload)}
     if any(r["policy"] == "dlm" and r["split"].endswith("_xl") for r in payload["results"]):
         blocks["targets"] = targets(payload)
+    if all(any(r["policy"] == p for r in payload["results"]) for f in FINETUNING for p in f[:2]):
+        blocks["finetune"] = finetune(payload)
     if args.seeds:
         blocks["seeds"] = seeds([_load(s) for s in args.seeds])
     if args.large_seeds:
         blocks["large_seeds"] = seeds([_load(s) for s in args.large_seeds], suffix="")
+    if args.rl_seeds:
+        blocks["rl_seeds"] = rl_seeds([_load(s) for s in args.rl_seeds])
     if args.exploit:
         try:
             blocks["exploit"] = exploit(json.loads(args.exploit.read_text()))

@@ -22,7 +22,7 @@ differ by orders of magnitude (fingers parked at y = -10 m before step 0,
 polygons of a few cm, angular velocities of tens of rad/s); the step index,
 the polygon mask and the previous action (already in [-1, 1]) are left as
 they are. The statistics are frozen into the evaluated policy and saved
-(``obs_norm.npz``).
+(``model_obs_norm.npz``).
 
 Every ``--eval-every`` env steps (and at the start and the end) the
 deterministic policy plays ``--eval-tasks`` validation tasks of our own seeds
@@ -39,7 +39,7 @@ shadow env executed; it checks at every step that both envs agree exactly.
 Outputs in ``--out``: ``curve.csv`` (:mod:`policies.common.curves`, stage
 ``RL``, step = env steps, objective = mean loss of the training episodes since
 the previous row, ``executed_validation`` = the deterministic policy's mean
-loss on the validation tasks), ``model.zip``, ``obs_norm.npz`` (with
+loss on the validation tasks), ``model.zip``, ``model_obs_norm.npz`` (with
 ``--norm-obs``) and ``summary.json`` (the run, its throughput, the final
 validation loss with a 95 % bootstrap interval, noop's loss on the same tasks,
 the paired difference, and the exploit check: how often the policy commanded
@@ -64,19 +64,23 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from dlm_gym import cli
-from dlm_gym.actions import action_to_command, command_to_action
+from policies.rl.state_agent import (
+    NORMALIZED_KEYS,
+    ConstantModel,
+    ObsNormalizer,
+    StackPolicy,
+    normalizer_path,
+    wrap_state_env,
+)
 
 ALGOS = ("ppo", "sac", "td3")
 VALIDATION_OFFSET = 50_000
 """Our validation seeds start this far into ``SEED_RANGES["validation"]`` (at 850,000)."""
 PROJECTION_THRESHOLD_M = 1e-3
 """A step counts as "finger inside the object" when a contact point was moved out by more than 1 mm."""
-NORMALIZED_KEYS = ("pose", "targets", "polygon", "finger_positions", "velocity")
-"""The observation keys ``--norm-obs`` standardises (those present)."""
 CURVE_SPLIT = "validation"
 MAX_EVAL_TASKS = 10_000
 
@@ -140,6 +144,14 @@ class Config:
         default=300_000, metadata={"help": "SAC/TD3: replay buffer size", "type": cli.positive_int}
     )
     progress: bool = dataclasses.field(default=False, metadata={"help": "print a line per validation"})
+    ship: Path | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "also copy the model to this .zip and its statistics next to it (<stem>_obs_norm.npz): "
+            "how the zoo's ppo_state is made",
+            "type": cli.output_file,
+        },
+    )
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -156,6 +168,10 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
         p.error(f"--batch-size ({cfg.batch_size}) must not exceed --n-steps ({cfg.n_steps}) for PPO")
     if cfg.gamma > 1:
         p.error(f"--gamma must be in (0, 1], got {cfg.gamma}")
+    if cfg.ship is not None and (cfg.algo != "ppo" or not cfg.markov or cfg.relative_contacts or not cfg.norm_obs):
+        p.error("--ship makes the zoo's ppo_state: it needs --algo ppo --markov --norm-obs and no --relative-contacts")
+    if cfg.ship is not None and cfg.ship.suffix != ".zip":
+        p.error(f"--ship must name a .zip file, got {cfg.ship}")
     if cfg.eval_tasks > MAX_EVAL_TASKS:
         p.error(f"--eval-tasks must be at most {MAX_EVAL_TASKS}, got {cfg.eval_tasks}")
     return cfg
@@ -190,17 +206,6 @@ def validation_tasks(n: int) -> list:
 
 
 # ------------------------------------------------------------------ envs
-def wrap(env, *, markov: bool, relative_contacts: bool):
-    """The study's wrapper stack around a state env: ``RelativeContacts(MarkovState(env))``, as asked."""
-    from dlm_gym.wrappers import MarkovState, RelativeContacts
-
-    if markov:
-        env = MarkovState(env)
-    if relative_contacts:
-        env = RelativeContacts(env)
-    return env
-
-
 def wrapper_names(cfg: Config) -> list[str]:
     return [name for name, on in (("MarkovState", cfg.markov), ("RelativeContacts", cfg.relative_contacts)) if on]
 
@@ -215,7 +220,7 @@ def make_vec_env(cfg: Config):
 
     def make():
         env = gym.make("VideoPlanarManip-v0", obs_type="state")
-        return Monitor(wrap(env, markov=cfg.markov, relative_contacts=cfg.relative_contacts))
+        return Monitor(wrap_state_env(env, markov=cfg.markov, relative_contacts=cfg.relative_contacts))
 
     venv = DummyVecEnv([make])
     if cfg.norm_obs or cfg.norm_reward:
@@ -226,180 +231,13 @@ def make_vec_env(cfg: Config):
     return venv
 
 
-class ObsNormalizer:
-    """A frozen copy of VecNormalize's observation statistics: ``clip((x - mean) / sqrt(var + eps), +-clip)``."""
-
-    def __init__(self, mean: dict[str, np.ndarray], var: dict[str, np.ndarray], epsilon: float, clip: float) -> None:
-        self.mean, self.var, self.epsilon, self.clip = mean, var, float(epsilon), float(clip)
-
-    @classmethod
-    def from_vec_normalize(cls, venv) -> ObsNormalizer:
-        keys = venv.norm_obs_keys
-        return cls(
-            {k: venv.obs_rms[k].mean.copy() for k in keys},
-            {k: venv.obs_rms[k].var.copy() for k in keys},
-            venv.epsilon,
-            venv.clip_obs,
-        )
-
-    def __call__(self, obs: dict[str, Any]) -> dict[str, Any]:
-        out = dict(obs)
-        for k, mean in self.mean.items():
-            x = (np.asarray(obs[k]) - mean) / np.sqrt(self.var[k] + self.epsilon)
-            out[k] = np.clip(x, -self.clip, self.clip).astype(np.float32)
-        return out
-
-    def save(self, path: Path) -> None:
-        arrays = {f"mean/{k}": v for k, v in self.mean.items()} | {f"var/{k}": v for k, v in self.var.items()}
-        np.savez(path, epsilon=self.epsilon, clip=self.clip, **arrays)
-
-    @classmethod
-    def load(cls, path: Path) -> ObsNormalizer:
-        with np.load(path, allow_pickle=False) as data:
-            mean = {k[5:]: data[k] for k in data.files if k.startswith("mean/")}
-            var = {k[4:]: data[k] for k in data.files if k.startswith("var/")}
-            return cls(mean, var, float(data["epsilon"]), float(data["clip"]))
-
-
-# ------------------------------------------------------------------ the agent as a zoo policy
-class _Recorder(gym.Wrapper):
-    """Innermost wrapper of :class:`StackPolicy`'s shadow stack: keeps the last raw observation and executed action."""
-
-    def __init__(self, env) -> None:
-        super().__init__(env)
-        self.last_obs: dict[str, Any] | None = None
-        self.last_action: np.ndarray | None = None
-
-    def reset(self, **kwargs):
-        obs, info = self.env.reset(**kwargs)
-        self.last_obs, self.last_action = obs, None
-        return obs, info
-
-    def step(self, action):
-        self.last_action = np.array(action, dtype=np.float32)
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        self.last_obs = obs
-        return obs, reward, terminated, truncated, info
-
-
-class _SurfaceTwin(gym.ActionWrapper):
-    """Moves every contact point commanded inside the object to the nearest point of its outline at the object's
-    pose when the command is given (above :class:`_Recorder`, whose last observation holds that pose).
-
-    The env projects interior points at every substep as the object moves; the twin commands the surface
-    point once. If a policy's loss gets worse with the twin, its interior commands did something that
-    surface commands do not (the exploit check of ``examples/exploit_check.py``, for a learned policy).
-    """
-
-    def action(self, action):
-        from dlm_gym.geometry import nearest_boundary_point, rotation
-
-        obs = self.env.last_obs
-        mask = np.asarray(obs["polygon_mask"]).astype(bool)
-        polygon = np.asarray(obs["polygon"])[mask]
-        x, y, theta = obs["pose"]
-        command = action_to_command(np.clip(np.asarray(action, dtype=np.float64), -1, 1))
-        rot = rotation(theta)
-        for i in range(len(command)):
-            local = rot.T @ (command[i, :2] - (x, y))
-            q, signed = nearest_boundary_point(polygon, local)
-            if signed < 0:
-                command[i, :2] = rot @ np.asarray(q) + (x, y)
-        twin = command_to_action(command)
-        twin[:, 2:] = np.clip(action, -1, 1)[:, 2:]
-        return twin
-
-
-class StackPolicy:
-    """An SB3 model trained through the study's wrappers, acting in the zoo's rollout loop on the bare env.
-
-    The loop (:func:`policies.common.rollout.evaluate`) steps a bare ``obs_type="state"`` env, whose
-    observations lack what :class:`~dlm_gym.wrappers.MarkovState` adds and whose actions are absolute.
-    This policy keeps a *shadow* copy of the training stack: at ``reset`` it rebuilds the task from the
-    observed polygon and targets and resets its own env with it; at each ``act`` it asks the model for
-    an action on the shadow stack's (normalised) observation, steps the shadow stack with it and returns
-    the absolute action its env executed, which the loop then executes too. The physics is
-    deterministic (each reset builds a fresh pymunk space), so both envs stay in the same state; every
-    ``act`` checks that they do (pose, finger positions, step) and raises ``RuntimeError`` otherwise.
-    The shadow env's ``projection_distance`` of every step is kept in :attr:`projections`.
-    ``surface_twin=True`` moves contact points commanded inside the object onto its outline first
-    (:class:`_SurfaceTwin`), for the exploit check.
-    """
-
-    obs_type = "state"
-    privileged = False
-
-    def __init__(
-        self,
-        model,
-        *,
-        markov: bool,
-        relative_contacts: bool,
-        normalizer: Callable[[dict], dict] | None = None,
-        deterministic: bool = True,
-        name: str = "rl_study",
-        surface_twin: bool = False,
-    ) -> None:
-        from dlm_gym.config import DEFAULT_CONFIG
-        from dlm_gym.envs.video_planar_manip import VideoPlanarManipEnv
-
-        self.config = DEFAULT_CONFIG
-        self.model = model
-        self.normalizer = normalizer
-        self.deterministic = deterministic
-        self.name = name
-        self._recorder = _Recorder(VideoPlanarManipEnv(obs_type="state", config=self.config))
-        inner = _SurfaceTwin(self._recorder) if surface_twin else self._recorder
-        self._stack = wrap(inner, markov=markov, relative_contacts=relative_contacts)
-        self._obs: dict[str, Any] | None = None
-        self.projections: list[np.ndarray] = []
-        """``info["projection_distance"]`` ``(N,)`` of every step played since it was last cleared."""
-
-    def reset(self, obs: dict[str, Any], info: dict[str, Any]) -> None:
-        mask = np.asarray(obs["polygon_mask"]).astype(bool)
-        options = {"polygon": np.asarray(obs["polygon"])[mask], "trajectory": np.asarray(obs["targets"])}
-        self._obs, _ = self._stack.reset(options=options)
-        self._check(obs)
-
-    def _check(self, obs: dict[str, Any]) -> None:
-        shadow = self._recorder.last_obs
-        assert shadow is not None
-        for key in ("step", "pose", "targets", "finger_positions"):
-            if not np.array_equal(np.asarray(shadow[key]), np.asarray(obs[key])):
-                raise RuntimeError(
-                    f"StackPolicy: the shadow env's {key!r} differs from the rollout loop's env; "
-                    "the two no longer play the same episode"
-                )
-
-    def act(self, obs: dict[str, Any]) -> np.ndarray:
-        if self._obs is None:
-            raise RuntimeError("StackPolicy: call reset(obs, info) before act(obs)")
-        self._check(obs)
-        x = self.normalizer(self._obs) if self.normalizer is not None else self._obs
-        action, _ = self.model.predict(x, deterministic=self.deterministic)
-        self._obs, _, _, _, info = self._stack.step(np.asarray(action, dtype=np.float32).reshape(-1, 4))
-        self.projections.append(np.asarray(info["projection_distance"], dtype=np.float64).copy())
-        assert self._recorder.last_action is not None
-        return self._recorder.last_action.copy()
-
-
-class ConstantModel:
-    """A stand-in for an SB3 model that always predicts ``action`` (for reference points and tests)."""
-
-    def __init__(self, action) -> None:
-        self.action = np.asarray(action, dtype=np.float32)
-
-    def predict(self, obs, deterministic: bool = True):
-        return self.action.copy(), None
-
-
 def load_policy(out: str | Path) -> StackPolicy:
-    """The policy a finished run saved in ``out`` (``summary.json``, ``model.zip``, ``obs_norm.npz``)."""
+    """The policy a finished run saved in ``out`` (``summary.json``, ``model.zip``, ``model_obs_norm.npz``)."""
     out = Path(out)
     summary = json.loads((out / "summary.json").read_text())
     algo = _algo_class(summary["algo"])
     model = algo.load(out / "model.zip", device="cpu")
-    norm = out / "obs_norm.npz"
+    norm = normalizer_path(out / "model.zip")
     return StackPolicy(
         model,
         markov="MarkovState" in summary["wrappers"],
@@ -557,7 +395,7 @@ def run(cfg: Config) -> dict:
             model.save(handle)
         norm = normalizer()
         if norm is not None:
-            norm.save(out / "obs_norm.npz")
+            norm.save(normalizer_path(out / "model.zip"))
         curve.publish()
     finally:
         curve.close()
@@ -619,6 +457,12 @@ def run(cfg: Config) -> dict:
         "files": {"curve": str(out / "curve.csv"), "model": str(out / "model.zip")},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    if cfg.ship is not None:
+        import shutil
+
+        Path(cfg.ship).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / "model.zip", cfg.ship)
+        shutil.copyfile(normalizer_path(out / "model.zip"), normalizer_path(cfg.ship))
     return summary
 
 

@@ -2,8 +2,8 @@
 """Train a policy of the zoo and write its checkpoint (plus a learning-curve CSV next to it).
 
 Examples:
-    python examples/train.py --policy ppo                                   # the shipped ppo checkpoint
-    python examples/train.py --policy ppo --timesteps 20000 --out runs/ppo_small.zip
+    python examples/train.py --policy ppo_scratch                           # the shipped ppo_scratch checkpoint
+    python examples/train.py --policy ppo_scratch --timesteps 20000 --out runs/ppo_small.zip
     python examples/train.py --policy dlm                                   # learned policies (defaults below)
     python examples/train.py --policy cvx --iterations 100 --lr 1e-4 --grad-clip none   # the paper's schedule
     python examples/train.py --policy dlm --init-checkpoint runs/cvx.pt --out runs/dlm.pt  # skip cvx's stages
@@ -20,6 +20,10 @@ fd|autodiff). The paper's literal schedule is --iterations 100 --lr 1e-4
 --sim-iterations 100 --sim-lr 1e-4 --grad-clip none. Their flags are the fields
 of policies.dlm.config.TrainConfig, which the checkpoint stores with the exact
 command that rebuilds it.
+
+The shipped ``ppo`` starts from the ``nn`` checkpoint and is fine-tuned by PPO:
+``examples/rl_finetune.py`` trains it; the privileged ``ppo_state`` is trained by
+``examples/rl_study.py --ship`` (see the README's RL section).
 
 Each policy family plugs in as one entry of TRAINERS: a function
 ``trainer(args) -> Path`` that reads the parsed flags it needs and returns the
@@ -41,12 +45,12 @@ from policies.dlm.config import TrainConfig
 
 
 def _train_ppo(args: argparse.Namespace) -> Path:
-    from policies.rl.ppo import DEFAULT_CHECKPOINT, train_ppo
+    from policies.rl.ppo import SCRATCH_CHECKPOINT, train_ppo
 
     return train_ppo(
         total_timesteps=args.timesteps,
         seed=args.seed,
-        out_path=args.out if args.out is not None else DEFAULT_CHECKPOINT,
+        out_path=args.out if args.out is not None else SCRATCH_CHECKPOINT,
         n_envs=args.n_envs,
         vec_env=args.vec_env,
         num_threads=args.threads,
@@ -61,9 +65,15 @@ def _train_learned(args: argparse.Namespace) -> Path:
     return train_policy(TrainConfig.from_args(args), progress=not args.no_progress)
 
 
+#: Zoo policies trained by another script: name -> the command.
+ELSEWHERE = {
+    "ppo": "python examples/rl_finetune.py --out DIR (it starts from the nn checkpoint)",
+    "ppo_state": "python examples/rl_study.py --algo ppo --markov --out DIR --ship FILE.zip",
+}
+
 #: policy name -> trainer(args) -> checkpoint path.
 TRAINERS: dict[str, Callable[[argparse.Namespace], Path]] = {
-    "ppo": _train_ppo,
+    "ppo_scratch": _train_ppo,
     **{name: _train_learned for name in LEARNED},
 }
 
@@ -73,8 +83,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--policy",
-        choices=sorted(TRAINERS),
-        help="which policy to train (required unless --list)",
+        choices=sorted([*TRAINERS, *ELSEWHERE]),
+        help="which policy to train (required unless --list); ppo and ppo_state are trained by their own "
+        "scripts, which this names",
     )
     p.add_argument(
         "--timesteps",
@@ -82,7 +93,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         metavar="N",
         help="training budget in environment steps (5 per episode) for RL policies "
-        "(default: the policy's shipped budget, e.g. ppo: n_timesteps of policies/rl/hyperparams/ppo.yml)",
+        "(default: the policy's shipped budget, e.g. ppo_scratch: n_timesteps of "
+        "policies/rl/hyperparams/ppo_scratch.yml)",
     )
     p.add_argument(
         "--n-envs",
@@ -108,6 +120,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.list and args.policy is None:
         p.error("--policy is required (trainable: " + ", ".join(sorted(TRAINERS)) + ")")
+    if args.policy in ELSEWHERE:
+        p.error(f"{args.policy} is trained by `{ELSEWHERE[args.policy]}`")
     if args.policy in LEARNED:
         try:  # the settings that only go wrong together (a corpus without --batch-size), before any work
             TrainConfig.from_args(args)

@@ -587,7 +587,7 @@ def test_the_zoo_has_one_checkpoint_error():
     assert policies.CheckpointError is CheckpointError is ppo.CheckpointError
 
 
-PPO_ZIP = CHECKPOINT_DIR / "ppo.zip"
+PPO_ZIP = CHECKPOINT_DIR / "ppo_scratch.zip"
 
 
 def _ppo_data() -> dict:
@@ -618,7 +618,7 @@ def test_malformed_ppo_data_raises_checkpoint_error(tmp_path, data, message):
 
     with pytest.raises(CheckpointError, match=message) as err:
         ppo.load_ppo_model(path)
-    assert "bad_data.zip" in str(err.value) and "examples/train.py --policy ppo" in str(err.value)
+    assert "bad_data.zip" in str(err.value) and "examples/train.py --policy ppo_scratch" in str(err.value)
 
 
 # ------------------------------------------------------------------ training logs

@@ -72,6 +72,20 @@ CASES = {
     "benchmark --json under a file": ("benchmark", ["--json", "{regular}/b.json"], "is a file"),
     "benchmark --json a directory": ("benchmark", ["--json", "{folder}"], "is a directory"),
     "benchmark --episodes 0": ("benchmark", ["--episodes", "0"], "--episodes"),
+    # examples/rl_finetune.py: a checkpoint of another kind fails when loaded, before any env step
+    "rl_finetune --nn-checkpoint truncated": (
+        "rl_finetune",
+        ["--nn-checkpoint", "{truncated}", "--out", "{folder}/r"],
+        "corrupt",
+    ),
+    "rl_finetune --nn-checkpoint missing": ("rl_finetune", ["--nn-checkpoint", "{missing}"], "missing.pt"),
+    "rl_finetune --trainable bogus": ("rl_finetune", ["--trainable", "bogus"], "--trainable"),
+    # examples/rl_study.py
+    "rl_study --ship not a zip": ("rl_study", ["--markov", "--ship", "{folder}/agent.pt"], "--ship must name a .zip"),
+    "rl_study --ship without --markov": ("rl_study", ["--ship", "{folder}/agent.zip"], "--ship makes the zoo's"),
+    # examples/rl_curves.py
+    "rl_curves --scratch not a run": ("rl_curves", ["--scratch", "{folder}"], "not a finished run"),
+    "rl_curves --finetune missing": ("rl_curves", ["--finetune", "{folder}/none"], "none"),
 }
 
 

@@ -87,7 +87,8 @@ def test_learning_curves_share_axes_per_stage_with_reference_lines(tmp_path):
 
     from policies.common.paths import CHECKPOINT_DIR
 
-    logs = [CHECKPOINT_DIR / f"{n}_paper_log.csv" for n in ("cvx", "nn", "dlm")] + [CHECKPOINT_DIR / "ppo_log.csv"]
+    logs = [CHECKPOINT_DIR / f"{n}_paper_log.csv" for n in ("cvx", "nn", "dlm")]
+    logs.append(CHECKPOINT_DIR / "ppo_scratch_log.csv")
     references = {"train": {"oracle": 1.5, "noop": 47.0}, "finetune": {"oracle": 1.3, "noop": 33.0}}
     captured = {}
     original = plt.close

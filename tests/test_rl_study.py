@@ -140,7 +140,7 @@ def test_loop_loss_equals_wrapped_env_return(study, task, markov, relative):
     results = evaluate(policy, tasks, progress=False)
     assert len(policy.projections) == 5 * len(tasks)
     for t, result in zip(tasks, results):
-        env = study.wrap(state_env(), markov=markov, relative_contacts=relative)
+        env = study.wrap_state_env(state_env(), markov=markov, relative_contacts=relative)
         obs, _ = env.reset(options={"task": t})
         total, done = 0.0, False
         while not done:

@@ -88,9 +88,9 @@ def test_every_field_is_a_flag_of_train_py(script):
         "--threads --seed --out --eval-splits --eval-every --policy"
     ).split()
     assert set(documented) == fields
-    # the script's parser is that one, plus the RL flags and --policy offering ppo too
-    args = script.parse_args(["--policy", "ppo"])
-    assert args.policy == "ppo" and args.timesteps is None and args.seed == 0 and args.threads == 1
+    # the script's parser is that one, plus the RL flags and --policy offering ppo_scratch too
+    args = script.parse_args(["--policy", "ppo_scratch"])
+    assert args.policy == "ppo_scratch" and args.timesteps is None and args.seed == 0 and args.threads == 1
     assert TrainConfig.from_args(script.parse_args(["--policy", "dlm"])) == DEFAULT
 
 
@@ -333,7 +333,7 @@ def test_plain_names_are_the_large_data_models():
 
 
 def test_cli_trainers(tmp_path, script):
-    assert {"ppo", "nn", "nnm", "mdr", "cvx", "dlm"} <= set(script.TRAINERS)
+    assert {"ppo_scratch", "nn", "nnm", "mdr", "cvx", "dlm"} <= set(script.TRAINERS)
     out = tmp_path / "mdr.pt"
     argv = "--policy mdr --iterations 1 --latent-dim 8 --lstm-layers 1 --grad-clip none --no-progress".split()
     assert script.main([*argv, "--out", str(out)]) == 0

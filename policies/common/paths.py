@@ -11,4 +11,5 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = PACKAGE_DIR.parent
 """The checkout (or site-packages) holding ``policies``: commands in run records are written relative to it."""
 CHECKPOINT_DIR = PACKAGE_DIR / "checkpoints"
-"""The shipped checkpoints: ``<name>.pt`` for the learned policies, ``ppo.zip`` for the PPO agent."""
+"""The shipped checkpoints: ``<name>.pt`` for the learned policies, ``<name>.zip`` for the SB3 agents
+(``ppo``, ``ppo_scratch``, and ``ppo_state`` with its ``ppo_state_obs_norm.npz``)."""

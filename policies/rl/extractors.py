@@ -1,7 +1,8 @@
 """Feature extractors for stable-baselines3 policies on ``StackVideoChannels`` observations.
 
-:class:`VideoCNN` is the extractor of the shipped PPO. Saved SB3 zips and the
-rl-zoo file ``policies/rl/hyperparams/ppo.yml`` name it as
+:class:`NNPlanExtractor` is the extractor of the shipped ``ppo`` (started from
+the ``nn`` policy), :class:`VideoCNN` that of ``ppo_scratch``. Saved SB3 zips and
+the rl-zoo file ``policies/rl/hyperparams/ppo_scratch.yml`` name VideoCNN as
 ``policies.rl.ppo.VideoCNN`` (it lived there first), so :mod:`policies.rl.ppo`
 re-exports it and the checkpoint loader accepts both names.
 """
@@ -13,7 +14,7 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-__all__ = ["VideoCNN"]
+__all__ = ["VideoCNN", "NNPlanExtractor"]
 
 
 class VideoCNN(BaseFeaturesExtractor):
@@ -80,3 +81,79 @@ class VideoCNN(BaseFeaturesExtractor):
         features = self.linear(self.cnn(th.cat([image, coords], dim=1)))
         step = observations["step"].float().reshape(image.shape[0], -1)
         return th.cat([features, step], dim=1)
+
+
+class NNPlanExtractor(BaseFeaturesExtractor):
+    """Features that start PPO from the ``nn`` policy: its planned action for the current keyframe first.
+
+    ``nn`` (:class:`policies.dlm.models.NNNet`) is behaviour cloning of the
+    oracle: trained with ``L_NN`` (squared error against the oracle's
+    normalised commands) on the oracle-labelled corpus. It plans all T
+    keyframe commands from the target video, in the units of the action box.
+    This extractor reads the target video back from the ``image`` stack (its
+    first ``3 T`` channels), runs the network once and returns, per observation,
+
+    1. the planned action of the current keyframe (``N * 4`` numbers), for the actor;
+    2. the same, detached, the network's latent ``L^V`` (detached) and the
+       one-hot step, for the critic.
+
+    Actor and critic share the extractor (one network pass per observation,
+    which is most of the cost), but the critic's gradients stop at the detached
+    features, so the value loss never moves the plan. With
+    ``net_arch=dict(pi=[])`` and an action head that copies the first
+    ``N * 4`` features (:func:`policies.rl.warm_start.nn_initialised_ppo`) the
+    policy's mean action is exactly ``nn``'s, and PPO fine-tunes the plan network.
+    """
+
+    TRAINABLE = ("all", "head", "none")
+    """What of the plan network PPO may change: all of it, its MLP head (the video encoder frozen), or
+    nothing (only SB3's action head then learns: linear corrections from the plan, ``L^V`` and the step)."""
+
+    def __init__(
+        self, observation_space: spaces.Dict, latent_dim: int = 75, lstm_layers: int = 5, trainable: str = "all"
+    ) -> None:
+        from dlm_gym.config import DEFAULT_CONFIG
+        from policies.dlm.models import NNNet
+
+        image_space = observation_space["image"]
+        step_space = observation_space["step"]
+        config = DEFAULT_CONFIG
+        T, N = config.horizon, config.num_fingers
+        if image_space.shape != (3 * (T + 1), config.frame_size, config.frame_size):
+            raise ValueError(
+                f"NNPlanExtractor expects a channel-first StackVideoChannels image of shape "
+                f"{(3 * (T + 1), config.frame_size, config.frame_size)}, got {image_space.shape}"
+            )
+        if not isinstance(step_space, spaces.Discrete):
+            raise TypeError(f"NNPlanExtractor expects a Discrete 'step' space, got {step_space}")
+        if trainable not in self.TRAINABLE:
+            raise ValueError(f"trainable must be one of {self.TRAINABLE}, got {trainable!r}")
+        super().__init__(observation_space, 2 * N * 4 + latent_dim + int(step_space.n))
+        self.plan = NNNet(config, latent_dim, lstm_layers)
+        self.horizon = T
+        self.trainable = trainable
+        frozen = {"all": [], "head": [self.plan.encoder], "none": [self.plan]}[trainable]
+        for module in frozen:
+            module.requires_grad_(False)
+        self.plan.eval()
+
+    def train(self, mode: bool = True) -> NNPlanExtractor:
+        """The plan network stays in eval mode: PPO's rollouts and its updates must see the same function
+        (its MLP has batch norm and dropout, which would turn the probability ratios into noise)."""
+        super().train(mode)
+        self.plan.eval()
+        return self
+
+    def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
+        """``(batch, 2 N 4 + latent_dim + T + 1)``: planned action; then, detached, it again, ``L^V`` and the step."""
+        image = observations["image"]
+        B, T = image.shape[0], self.horizon
+        # SB3 has scaled the uint8 stack to [0, 1], as NNNet's video_to_tensor does
+        video = image[:, : 3 * T].reshape(B, T, 3, *image.shape[2:])
+        with th.set_grad_enabled(th.is_grad_enabled() and self.trainable == "all"):
+            latent = self.plan.encoder(video)
+        with th.set_grad_enabled(th.is_grad_enabled() and self.trainable != "none"):
+            plan = self.plan.head(latent).reshape(B, T, -1)
+        step = observations["step"].float().reshape(B, -1)
+        current = (plan * step[:, :T, None]).sum(dim=1)  # the terminal index T plans nothing
+        return th.cat([current, current.detach(), latent.detach(), step], dim=1)

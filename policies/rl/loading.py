@@ -35,28 +35,50 @@ from torch import nn
 
 from dlm_gym.config import DEFAULT_CONFIG, SceneConfig
 from dlm_gym.envs.video_planar_manip import VideoPlanarManipEnv
-from dlm_gym.wrappers import StackVideoChannels
+from dlm_gym.wrappers import MarkovState, StackVideoChannels
 from policies.common.errors import CheckpointError
 from policies.common.paths import CHECKPOINT_DIR
-from policies.rl.extractors import VideoCNN
+from policies.rl.extractors import NNPlanExtractor, VideoCNN
 from policies.rl.zoo_hyperparams import DEFAULT_SEED, DEFAULT_TIMESTEPS, LinearSchedule
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
     "REGENERATE_COMMAND",
+    "SCRATCH_CHECKPOINT",
+    "SCRATCH_REGENERATE_COMMAND",
     "SUPPORTED_CHECKPOINTS",
+    "OBSERVATIONS",
     "load_ppo_model",
     "policy_spaces",
 ]
 
 DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "ppo.zip"
-"""The shipped checkpoint, loaded by ``make_policy("ppo")``."""
-REGENERATE_COMMAND = f"python examples/train.py --policy ppo --timesteps {DEFAULT_TIMESTEPS} --seed {DEFAULT_SEED}"
-"""The command that trains the shipped checkpoint (and writes ``policies/checkpoints/ppo_log.csv``)."""
+"""The shipped ``ppo`` (started from ``nn``, fine-tuned by PPO), loaded by ``make_policy("ppo")``."""
+REGENERATE_COMMAND = (
+    "python examples/rl_finetune.py --seed 0 --out runs/rl_finetune/seed0 --ship policies/checkpoints/ppo.zip"
+)
+"""The command that trains the shipped ``ppo`` (and writes ``policies/checkpoints/ppo_log.csv``)."""
+SCRATCH_CHECKPOINT = CHECKPOINT_DIR / "ppo_scratch.zip"
+"""The shipped ``ppo_scratch`` (PPO from scratch), loaded by ``make_policy("ppo_scratch")``."""
+SCRATCH_REGENERATE_COMMAND = (
+    f"python examples/train.py --policy ppo_scratch --timesteps {DEFAULT_TIMESTEPS} --seed {DEFAULT_SEED}"
+)
+"""The command that trains the shipped ``ppo_scratch`` (and writes ``policies/checkpoints/ppo_scratch_log.csv``)."""
 
 
-def policy_spaces(config: SceneConfig = DEFAULT_CONFIG) -> tuple[spaces.Dict, spaces.Box]:
-    """The observation and action spaces the policy network sees: ``StackVideoChannels``, image channel-first."""
+OBSERVATIONS = ("pixels", "markov_state")
+"""What a checkpoint's network may see: ``"pixels"`` (:class:`~dlm_gym.wrappers.StackVideoChannels`, the zoo's
+``ppo``) or ``"markov_state"`` (:class:`~dlm_gym.wrappers.MarkovState` on ``obs_type="state"``, ``ppo_state``)."""
+
+
+def policy_spaces(config: SceneConfig = DEFAULT_CONFIG, observation: str = "pixels") -> tuple[spaces.Dict, spaces.Box]:
+    """The observation and action spaces the policy network sees (images channel-first); see :data:`OBSERVATIONS`."""
+    if observation == "markov_state":
+        state = MarkovState(VideoPlanarManipEnv(obs_type="state", config=config))
+        assert isinstance(state.observation_space, spaces.Dict) and isinstance(state.action_space, spaces.Box)
+        return state.observation_space, state.action_space
+    if observation != "pixels":
+        raise ValueError(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
     wrapper = StackVideoChannels(VideoPlanarManipEnv(config=config))
     transposed = spaces.Dict(
         {
@@ -70,7 +92,12 @@ def policy_spaces(config: SceneConfig = DEFAULT_CONFIG) -> tuple[spaces.Dict, sp
 def _regenerate_hint(path: Path) -> str:
     if path.resolve() == DEFAULT_CHECKPOINT:
         return f"regenerate it with `{REGENERATE_COMMAND}`"
-    return f"regenerate it with `python examples/train.py --policy ppo --out {path}`"
+    if path.resolve() == SCRATCH_CHECKPOINT:
+        return f"regenerate it with `{SCRATCH_REGENERATE_COMMAND}`"
+    return (
+        f"regenerate it with `python examples/rl_finetune.py --out DIR --ship {path}` (started from nn) "
+        f"or `python examples/train.py --policy ppo_scratch --out {path}` (from scratch)"
+    )
 
 
 #: The ``data`` entries SB3 writes as cloudpickled objects (``{":type:": ..., ":serialized:": "<base64>"}``)
@@ -118,10 +145,12 @@ def _check_data(data: Any, path: Path, hint: str) -> None:
 
 
 SUPPORTED_CHECKPOINTS = (
-    "the zoo loads SB3 PPO checkpoints of a MultiInputPolicy trained on dlm_gym.wrappers.StackVideoChannels "
-    "(no gSDE) with SB3's default feature extractor (CombinedExtractor: NatureCNN on the image) or "
-    "policies.rl.extractors.VideoCNN (also named policies.rl.ppo.VideoCNN), any net_arch and a torch.nn "
-    "activation; nothing in the file is unpickled"
+    "the zoo loads SB3 PPO checkpoints of a MultiInputPolicy (no gSDE) trained on "
+    "dlm_gym.wrappers.StackVideoChannels with SB3's default feature extractor (CombinedExtractor: NatureCNN "
+    "on the image), policies.rl.extractors.VideoCNN (also named policies.rl.ppo.VideoCNN) or "
+    "policies.rl.extractors.NNPlanExtractor, or on "
+    "dlm_gym.wrappers.MarkovState (state observations) with the default extractor; any net_arch and a "
+    "torch.nn activation; nothing in the file is unpickled"
 )
 _POLICY_CLASSES = {("stable_baselines3.common.policies", "MultiInputActorCriticPolicy")}
 _EXTRACTORS = {
@@ -129,6 +158,7 @@ _EXTRACTORS = {
     # the class moved from policies.rl.ppo; checkpoints saved before name it there
     "policies.rl.ppo.VideoCNN": "videocnn",
     "policies.rl.extractors.VideoCNN": "videocnn",
+    "policies.rl.extractors.NNPlanExtractor": "nnplan",
 }
 _ACTIVATIONS = (
     "Tanh",
@@ -211,9 +241,7 @@ def _infer_policy_kwargs(
         raise unsupported("it was trained with gSDE (use_sde=True)")
     spaces_text = data["observation_space"].get("spaces")
     if spaces_text is not None and spaces_text != str(dict(obs_space.spaces)):
-        raise unsupported(
-            f"it was trained on observations {spaces_text}, not StackVideoChannels' {dict(obs_space.spaces)}"
-        )
+        raise unsupported(f"it was trained on observations {spaces_text}, not {dict(obs_space.spaces)}")
     shape = data["action_space"].get("_shape")
     if shape is not None and list(shape) != list(act_space.shape):
         raise unsupported(f"its actions have shape {tuple(shape)}, not {act_space.shape}")
@@ -243,7 +271,17 @@ def _infer_policy_kwargs(
 
     features: dict[str, Any]
     extractor_class: type[BaseFeaturesExtractor]
-    if kind == "combined":
+    if kind == "nnplan":
+        layers = sum(1 for k in weights if re.fullmatch(r"features_extractor\.plan\.encoder\.lstm\.weight_ih_l\d+", k))
+        features = {"latent_dim": width("features_extractor.plan.encoder.project.weight"), "lstm_layers": layers}
+        if extractor_kwargs.get("trainable", "all") not in NNPlanExtractor.TRAINABLE:
+            raise unsupported(f"its NNPlanExtractor has trainable={extractor_kwargs['trainable']!r}")
+        features["trainable"] = extractor_kwargs.get("trainable", "all")
+        extractor_class = NNPlanExtractor
+    elif kind == "combined" and "image" not in obs_space.spaces:
+        features = {}  # flattened state boxes: no weights
+        extractor_class = CombinedExtractor
+    elif kind == "combined":
         features = {"cnn_output_dim": width("features_extractor.extractors.image.linear.0.weight")}
         if isinstance(extractor_kwargs.get("normalized_image"), bool):
             features["normalized_image"] = extractor_kwargs["normalized_image"]
@@ -273,7 +311,13 @@ def _infer_policy_kwargs(
     return inferred
 
 
-def load_ppo_model(path: str | os.PathLike = DEFAULT_CHECKPOINT, config: SceneConfig = DEFAULT_CONFIG) -> PPO:
+def load_ppo_model(
+    path: str | os.PathLike = DEFAULT_CHECKPOINT,
+    config: SceneConfig = DEFAULT_CONFIG,
+    *,
+    observation: str = "pixels",
+    regenerate: str | None = None,
+) -> PPO:
     """Load an SB3 PPO checkpoint without unpickling (see the module docstring).
 
     Besides the zoo's own checkpoints this loads a PPO that a user trained on
@@ -284,15 +328,19 @@ def load_ppo_model(path: str | os.PathLike = DEFAULT_CHECKPOINT, config: SceneCo
     from the weights, the classes (policy, extractor, activation) are read by
     name from SB3's readable metadata and matched against a fixed list.
 
+    ``observation="markov_state"`` loads a state agent (``MultiInputPolicy`` with SB3's default
+    extractor, which flattens the boxes) trained on :class:`~dlm_gym.wrappers.MarkovState`; see
+    :data:`OBSERVATIONS`. ``regenerate`` is the command named in the errors (default: the ``ppo`` one).
+
     Raises:
         CheckpointError: if the file is missing, is not a readable SB3 zip, or holds a network the
             loader does not rebuild (:data:`SUPPORTED_CHECKPOINTS`).
     """
     path = Path(path)
-    hint = _regenerate_hint(path)
+    hint = f"regenerate it with `{regenerate}`" if regenerate else _regenerate_hint(path)
     if not path.is_file():
         raise CheckpointError(f"PPO checkpoint {path} not found; {hint}")
-    obs_space, act_space = policy_spaces(config)
+    obs_space, act_space = policy_spaces(config, observation)
     try:
         with zipfile.ZipFile(path) as archive:
             data = json.loads(archive.read("data").decode("utf-8"))

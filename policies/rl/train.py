@@ -1,8 +1,8 @@
 """Training PPO on ``VideoPlanarManip-v0``: the vectorised env as rl_zoo3 builds it, and :func:`train_ppo`.
 
-``python examples/train.py --policy ppo`` calls :func:`train_ppo`; the same
+``python examples/train.py --policy ppo_scratch`` calls :func:`train_ppo`; the same
 hyperparameters train through rl-baselines3-zoo from
-``policies/rl/hyperparams/ppo.yml`` (see :mod:`policies.rl.zoo_hyperparams`).
+``policies/rl/hyperparams/ppo_scratch.yml`` (see :mod:`policies.rl.zoo_hyperparams`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import dlm_gym  # noqa: F401  (registers VideoPlanarManip-v0)
 from dlm_gym.atomic import atomic_write
 from dlm_gym.wrappers import StackVideoChannels
 from policies.rl.callbacks import LearningCurveCallback, validation_tasks
-from policies.rl.loading import DEFAULT_CHECKPOINT
+from policies.rl.loading import SCRATCH_CHECKPOINT
 from policies.rl.zoo_hyperparams import (
     DEFAULT_SEED,
     ENV_ID,
@@ -34,7 +34,7 @@ __all__ = ["make_train_env", "train_ppo"]
 
 #: Training-loop state that SB3 would pickle into the checkpoint (the last batch
 #: of observations is about 1 MB) and that acting never needs.
-_UNSHIPPED_STATE = ("_last_obs", "_last_original_obs", "_last_episode_starts", "ep_info_buffer", "ep_success_buffer")
+UNSHIPPED_STATE = ("_last_obs", "_last_original_obs", "_last_episode_starts", "ep_info_buffer", "ep_success_buffer")
 #: Entries of :data:`PPO_HYPERPARAMS` that :func:`train_ppo` does not let callers override:
 #: the loader rebuilds the network from them, and the zoo file must say the same.
 _FIXED = ("policy", "policy_kwargs", "env_wrapper")
@@ -75,7 +75,7 @@ def make_train_env(
 def train_ppo(
     total_timesteps: int | None = None,
     seed: int = DEFAULT_SEED,
-    out_path: str | os.PathLike = DEFAULT_CHECKPOINT,
+    out_path: str | os.PathLike = SCRATCH_CHECKPOINT,
     *,
     n_envs: int | None = None,
     vec_env: str = "dummy",
@@ -121,7 +121,7 @@ def train_ppo(
             raise ValueError(f"unknown PPO hyperparameter(s) {sorted(unknown)}; known: {sorted(hp)}")
         if any(key in hyperparams for key in _FIXED):
             raise ValueError(
-                "policy, policy_kwargs and env_wrapper are fixed; edit PPO_HYPERPARAMS and ppo.yml together"
+                "policy, policy_kwargs and env_wrapper are fixed; edit PPO_HYPERPARAMS and ppo_scratch.yml together"
             )
         hp.update(hyperparams)
     total = int(total_timesteps if total_timesteps is not None else hp["n_timesteps"])
@@ -169,7 +169,7 @@ def train_ppo(
         # acting; training can still resume from it, with fresh moments.
         model.policy.optimizer.state.clear()
         with atomic_write(out_path) as handle:  # never half a zip
-            model.save(handle, exclude=list(_UNSHIPPED_STATE))
+            model.save(handle, exclude=list(UNSHIPPED_STATE))
         curve.publish()
         env.close()
     finally:

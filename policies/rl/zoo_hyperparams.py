@@ -1,7 +1,7 @@
 """The PPO hyperparameters in rl-baselines3-zoo's vocabulary, and how to read them without ``eval``.
 
 :data:`PPO_HYPERPARAMS` is the run of the shipped checkpoint;
-``policies/rl/hyperparams/ppo.yml`` (:data:`HYPERPARAMS_FILE`) holds the same
+``policies/rl/hyperparams/ppo_scratch.yml`` (:data:`HYPERPARAMS_FILE`) holds the same
 values for ``python -m rl_zoo3.train`` (:func:`read_zoo_file` reads it back; a
 test checks that both agree).
 
@@ -41,7 +41,7 @@ ENV_ID = "VideoPlanarManip-v0"
 """The Gymnasium id PPO trains on, and the key of the zoo file."""
 DEFAULT_TIMESTEPS = 196_608
 DEFAULT_SEED = 0
-HYPERPARAMS_FILE = Path(__file__).resolve().parent / "hyperparams" / "ppo.yml"
+HYPERPARAMS_FILE = Path(__file__).resolve().parent / "hyperparams" / "ppo_scratch.yml"
 """The rl-baselines3-zoo hyperparameter file; it must agree with :data:`PPO_HYPERPARAMS` (a test checks)."""
 
 # The network kwargs, exactly as the zoo file writes them: rl_zoo3 evaluates this
@@ -72,7 +72,7 @@ PPO_HYPERPARAMS: dict[str, Any] = {
 }
 """The hyperparameters of the shipped checkpoint, in rl-baselines3-zoo's vocabulary.
 
-``policies/rl/hyperparams/ppo.yml`` holds the same values under the key
+``policies/rl/hyperparams/ppo_scratch.yml`` holds the same values under the key
 ``VideoPlanarManip-v0``. Reasons:
 
 - ``n_envs=8, n_steps=128``: 1024 transitions (about 205 five-step episodes)
