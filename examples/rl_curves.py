@@ -17,7 +17,7 @@ against ``nn`` for the fine-tuned runs).
 
 Example (the README's figure and table)::
 
-    python examples/rl_curves.py --scratch runs/rl_study/ppo_markov_abs runs/rl_state_seeds/seed1 \\
+    python examples/rl_curves.py --scratch runs/rl_state_seeds/seed0 runs/rl_state_seeds/seed1 \\
         runs/rl_state_seeds/seed2 runs/rl_study/ppo_markov_rel runs/rl_study/sac_markov_rel \\
         --finetune runs/rl_finetune/seed0 runs/rl_finetune/seed1 runs/rl_finetune/seed2 \\
         --figure docs/figures/rl_curves.png

@@ -114,3 +114,28 @@ def test_learning_curves_share_axes_per_stage_with_reference_lines(tmp_path):
     labels = [t.get_text() for t in captured["fig"].legends[0].get_texts()]
     assert "finetune (held out from L_P/L_QP/L_NN)" in labels and "cvx_paper" in labels
     original(captured["fig"])
+
+
+def test_a_warm_started_rl_log_is_one_panel_against_environment_steps(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from policies.common.curves import CurveLog
+
+    log = tmp_path / "ppo_log.csv"
+    curve = CurveLog(log, ["validation"])
+    curve.write("nn", 0, 1.0, None, {"validation": (14.0, 3.0)})
+    curve.write("critic", 1024, 2.0, 20.0, {"validation": (14.0, 3.0)})
+    curve.write("RL", 2048, 3.0, 19.0, {"validation": (12.0, 3.0)})
+    curve.publish()
+    captured = {}
+    original = plt.close
+    plt.close = lambda fig=None: captured.setdefault("fig", fig)
+    try:
+        plot_learning_curves([log], tmp_path / "rl.png", references={})
+    finally:
+        plt.close = original
+    (ax,) = captured["fig"].axes
+    assert ax.get_xlabel() == "environment steps" and "nn, critic, RL" in ax.get_title()
+    ((xs, ys),) = [(list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()]
+    assert xs == [0, 1024, 2048] and ys == [14.0, 14.0, 12.0]
+    original(captured["fig"])

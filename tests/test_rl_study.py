@@ -179,7 +179,7 @@ def test_obs_normalizer_matches_vec_normalize(study):
 
 
 # ------------------------------------------------------------------ the script
-def test_tiny_ppo_run_writes_curve_model_and_summary(study, tmp_path):
+def test_tiny_ppo_run_writes_curve_model_and_summary(study, tmp_path, load_example, capsys):
     out = tmp_path / "ppo"
     argv = ["--algo", "ppo", "--markov", "--relative-contacts", "--timesteps", "256", "--n-steps", "128"]
     argv += ["--batch-size", "64", "--n-epochs", "1", "--eval-every", "128", "--eval-tasks", "3", "--out", str(out)]
@@ -202,6 +202,11 @@ def test_tiny_ppo_run_writes_curve_model_and_summary(study, tmp_path):
     # the saved run plays the same losses again
     again = evaluate(study.load_policy(out), study.validation_tasks(3), progress=False)
     assert [r.loss for r in again] == summary["per_task"]["loss"]
+    # and the study's table reads it
+    capsys.readouterr()
+    assert load_example("rl_curves").main(["--scratch", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| PPO | state + MarkovState + RelativeContacts | scratch (seed 0) | 256 |" in table
 
 
 def test_tiny_sac_run(study, tmp_path):

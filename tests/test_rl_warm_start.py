@@ -103,6 +103,13 @@ def test_rl_finetune_tiny_run_ships_zip_log_and_summary(load_example, tmp_path):
     assert ship.is_file() and (ship.parent / "agent_log.csv").is_file()
     again = policies.evaluate(PPOPolicy(checkpoint=ship), validation_tasks(2), progress=False)
     assert [r.loss for r in again] == pytest.approx(summary["per_task"]["ppo"])
+    # the study's table and figure read the run
+    curves = load_example("rl_curves")
+    assert curves.main(["--finetune", str(out), "--figure", str(tmp_path / "rl.png")]) == 0
+    assert (tmp_path / "rl.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    line = curves.finetune_row(out)[0]
+    assert line.startswith("| PPO | pixels") and "32 + 32" in line and f"{summary['ppo_validation']['mean']:.2f}" in line
+    assert curves.main(["--scratch", str(out)]) == 2  # a fine-tuning run is not a scratch run: one line, exit 2
 
 
 @pytest.mark.parametrize(

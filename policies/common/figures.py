@@ -26,6 +26,9 @@ __all__ = ["plot_learning_curves", "reference_levels", "compare_grid", "SUPERVIS
 #: (their iterations are alike); L_sim and RL (environment steps) get their own.
 SUPERVISED_STAGES = ("L_P", "L_QP", "L_NN")
 RL_STAGE = "RL"
+WARM_START_STAGES = ("nn", "critic")
+"""Stages of ``examples/rl_finetune.py``'s log before PPO (the starting policy, the critic's warm-up): drawn in
+the RL panel, against the same environment steps."""
 HELD_OUT_LABELS = {"finetune": "finetune (held out from L_P/L_QP/L_NN)"}
 """Legend labels of the held-out curves of the staged logs (``executed_<split>``); other splits keep their name."""
 
@@ -89,8 +92,13 @@ def plot_learning_curves(logs: Sequence, out_path, *, references: dict[str, dict
     groups: dict[str, list[tuple[Path, list[dict]]]] = {}
     for path, rows in staged:
         for stage in dict.fromkeys(r["stage"] for r in rows):
-            group = "supervised" if stage in SUPERVISED_STAGES else stage
-            groups.setdefault(group, []).append((path, [r for r in rows if r["stage"] == stage]))
+            group = "supervised" if stage in SUPERVISED_STAGES else RL_STAGE if stage in WARM_START_STAGES else stage
+            entries = groups.setdefault(group, [])
+            stage_rows = [r for r in rows if r["stage"] == stage]
+            if group == RL_STAGE and entries and entries[-1][0] == path:
+                entries[-1][1].extend(stage_rows)  # one curve per run across its warm start and PPO
+            else:
+                entries.append((path, stage_rows))
     order = sorted(groups, key=lambda g: g != "supervised")
     splits = list(
         dict.fromkeys(
