@@ -245,11 +245,13 @@ def test_learning_curve_validates_through_the_shared_rollout_loop(tiny_checkpoin
 
 
 def test_checkpoints_saved_before_the_split_still_load_with_plain_sb3():
-    # the shipped zip pickles policies.rl.ppo.VideoCNN and policies.rl.ppo._LinearSchedule by name
+    # the ppo_scratch zip pickles policies.rl.ppo.VideoCNN and policies.rl.ppo._LinearSchedule by name
     from stable_baselines3 import PPO
 
-    model = PPO.load(DEFAULT_CHECKPOINT, device="cpu")
+    model = PPO.load(SCRATCH_CHECKPOINT, device="cpu")
     assert type(model.policy.features_extractor) is VideoCNN
+    # and rl_zoo3's enjoy (plain PPO.load) plays the shipped ppo too
+    assert type(PPO.load(DEFAULT_CHECKPOINT, device="cpu").policy.features_extractor) is NNPlanExtractor
 
 
 def test_import_policies_leaves_stable_baselines3_out():
