@@ -158,8 +158,8 @@ def rl_seeds(payloads: list[dict], split: str = "family_xl") -> str:
         means["ratio"].append(ppo.mean() / noop.mean())
         means["state"].append(state.mean())
         out.append(
-            f"| {i} | {rows[('ppo', split)]['loss_mean']:.2f} [{rows[('ppo', split)]['ci_low']:.2f}, "
-            f"{rows[('ppo', split)]['ci_high']:.2f}] | {ppo.mean() / noop.mean():.2f} | "
+            f"| {i} | {rows[('ppo', split)]['loss_mean']:.2f} [{rows[('ppo', split)]['loss_ci_low']:.2f}, "
+            f"{rows[('ppo', split)]['loss_ci_high']:.2f}] | {ppo.mean() / noop.mean():.2f} | "
             f"{_signed(paired_difference(ppo, nn))} | {state.mean():.2f} | {_signed(paired_difference(state, noop))} |"
         )
     m = {k: np.array(v) for k, v in means.items()}

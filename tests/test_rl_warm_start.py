@@ -108,7 +108,8 @@ def test_rl_finetune_tiny_run_ships_zip_log_and_summary(load_example, tmp_path):
     assert curves.main(["--finetune", str(out), "--figure", str(tmp_path / "rl.png")]) == 0
     assert (tmp_path / "rl.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     line = curves.finetune_row(out)[0]
-    assert line.startswith("| PPO | pixels") and "32 + 32" in line and f"{summary['ppo_validation']['mean']:.2f}" in line
+    assert line.startswith("| PPO | pixels") and "32 + 32" in line
+    assert f"{summary['ppo_validation']['mean']:.2f}" in line
     assert curves.main(["--scratch", str(out)]) == 2  # a fine-tuning run is not a scratch run: one line, exit 2
 
 
@@ -251,3 +252,33 @@ def test_the_loader_refuses_an_unknown_trainable_setting(model, tmp_path):
             dst.writestr(item, blob)
     with pytest.raises(CheckpointError, match="trainable='everything'"):
         PPOPolicy(checkpoint=bad)
+
+
+def test_closed_loop_surface_twin_moves_only_interior_points(load_example, square):
+    from dlm_gym.actions import action_to_command, command_to_action
+    from dlm_gym.config import DEFAULT_CONFIG
+
+    check = load_example("exploit_check")
+    pose = np.array([0.05, 0.3, 0.0])
+    command = np.array([[0.05, 0.3, 3.0, -2.0], [0.5 * 0.1 + 0.05 + 0.2, 0.3, 1.0, 1.0]])  # the centre, and outside
+    action = command_to_action(command, DEFAULT_CONFIG).astype(np.float32)
+    twin, moved, deep = check.twin_action(action, square, pose, DEFAULT_CONFIG)
+    assert (moved, deep) == (1, 1)
+    out = action_to_command(twin.astype(np.float64), DEFAULT_CONFIG)
+    # the centre went 10 cm to an edge of the 20 cm square; the outside point and every force stayed
+    assert np.isclose(np.abs(out[0, :2] - pose[:2]).max(), 0.1, atol=1e-6)
+    np.testing.assert_allclose(out[1], command[1], atol=1e-6)
+    np.testing.assert_array_equal(twin[:, 2:], action[:, 2:])
+
+
+def test_exploit_check_plays_a_closed_loop_pixel_policy_and_its_twin(load_example):
+    import dlm_gym
+
+    check = load_example("exploit_check")
+    tasks = dlm_gym.load_split("family_xl").tasks[:2]
+    figures = check.check_policy("ppo", tasks, dlm_gym.DEFAULT_CONFIG)
+    assert figures["closed_loop"] and figures["points"] == 2 * 5 * 2
+    played = [r.loss for r in policies.evaluate(policies.make_policy("ppo"), tasks, progress=False)]
+    assert figures["planned"]["mean"] == pytest.approx(np.mean(played))  # as it acts: the rollout loop's losses
+    with pytest.raises(SystemExit, match="shadow copy"):
+        check.check_policy("ppo_state", tasks, dlm_gym.DEFAULT_CONFIG)
