@@ -437,3 +437,22 @@ def test_the_loader_never_unpickles_the_policy_class(tmp_path, default_user_chec
             policies.make_policy("ppo", checkpoint=tmp_path / name)
         assert not marker.exists()
     assert "ActorCriticCnnPolicy" in str(err.value)
+
+
+def test_the_last_curve_row_is_the_saved_model_at_a_constant_rate(tmp_path):
+    # SB3 updates after each rollout's end: with a rate that does not decay to 0 the last update
+    # changes the model, and the log's last row must still describe the saved one
+    out = train_ppo(
+        256,
+        seed=5,
+        out_path=tmp_path / "const.zip",
+        n_envs=2,
+        hyperparams={**TINY, "learning_rate": 3e-3},
+        n_val_tasks=2,
+        eval_every=1,
+        progress=False,
+    )
+    rows = read_curve(out.with_name("const_log.csv"))
+    assert [int(r["step"]) for r in rows] == [0, 128, 256]
+    losses = [r.loss for r in policies.evaluate(PPOPolicy(checkpoint=out), validation_tasks(2), progress=False)]
+    assert float(rows[-1]["executed_validation"]) == pytest.approx(np.mean(losses))

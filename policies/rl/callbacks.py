@@ -111,12 +111,16 @@ class LearningCurveCallback(BaseCallback):
 
     def _on_rollout_end(self) -> None:
         self._rollouts += 1
-        self._write_row(validate=self._rollouts % self.eval_every == 0)
+
+    def _on_rollout_start(self) -> None:
+        # SB3 updates the model after on_rollout_end: a row written when the next rollout starts
+        # describes the model that the updates so far made, which is what its validation plays
+        if self._rollouts:
+            self._write_row(validate=self._rollouts % self.eval_every == 0)
 
     def _on_training_end(self) -> None:
-        # the last row must carry a validation, and no training episode may go unlogged
-        if self._losses or self._rollouts % self.eval_every:
-            self._write_row(validate=True)
+        # the final model (after the last update) is validated, and no training episode goes unlogged
+        self._write_row(validate=True)
         self.close()
 
     def _write_row(self, validate: bool) -> None:
