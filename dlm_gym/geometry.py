@@ -26,6 +26,7 @@ __all__ = [
     "world_polygons",
     "lowest_height",
     "nearest_boundary_point",
+    "posed_surface_point",
 ]
 
 
@@ -263,3 +264,13 @@ def nearest_boundary_point(vertices, point) -> tuple[tuple[float, float], float]
             crossings += 1
     dist = math.sqrt(best)
     return (bx, by), (-dist if crossings % 2 else dist)
+
+
+def posed_surface_point(vertices, pose, point) -> tuple[np.ndarray, float]:
+    """:func:`nearest_boundary_point` in the world frame: for a polygon (``vertices`` in its own frame) at
+    ``pose = (x, y, theta)`` and a world point, the nearest point of the posed outline (world frame) and the
+    point's signed distance to it (negative inside)."""
+    pose = np.asarray(pose, dtype=np.float64)
+    rot = rotation(pose[2])
+    q, signed = nearest_boundary_point(vertices, (np.asarray(point, dtype=np.float64) - pose[:2]) @ rot)
+    return np.asarray(q) @ rot.T + pose[:2], signed

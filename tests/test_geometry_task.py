@@ -228,3 +228,18 @@ def test_sampled_shapes_are_valid_for_shapely_too(shapely_lib, kwargs):
     for seed in range(30):
         v = sample_task(seed, **kwargs).polygon
         assert _shapely_valid(shapely_lib, v) and not _within_tolerances(shapely_lib, v)
+
+
+def test_posed_surface_point_is_nearest_boundary_point_in_the_world_frame(square):
+    from dlm_gym.geometry import nearest_boundary_point, posed_surface_point, transform
+
+    pose = np.array([0.3, 0.2, 0.7])
+    rng = np.random.default_rng(0)
+    for local in rng.uniform(-0.15, 0.15, size=(20, 2)):
+        q, signed = posed_surface_point(square, pose, transform(local, pose))
+        q_local, signed_local = nearest_boundary_point(square, local)
+        assert signed == pytest.approx(signed_local)
+        np.testing.assert_allclose(q, transform(np.asarray(q_local), pose), atol=1e-12)
+    # the centre is 10 cm inside, at 10 cm from its nearest outline point
+    q, signed = posed_surface_point(square, pose, pose[:2])
+    assert signed == pytest.approx(-0.1) and np.linalg.norm(q - pose[:2]) == pytest.approx(0.1)

@@ -165,20 +165,16 @@ class _SurfaceTwin(gym.ActionWrapper):
         self.recorder = env
 
     def action(self, action: Any) -> np.ndarray:
-        from dlm_gym.geometry import nearest_boundary_point, rotation
+        from dlm_gym.geometry import posed_surface_point
 
         obs = self.recorder.last_obs
         assert obs is not None
-        mask = np.asarray(obs["polygon_mask"]).astype(bool)
-        polygon = np.asarray(obs["polygon"])[mask]
-        x, y, theta = obs["pose"]
+        polygon = np.asarray(obs["polygon"])[np.asarray(obs["polygon_mask"]).astype(bool)]
         command = action_to_command(np.clip(np.asarray(action, dtype=np.float64), -1, 1))
-        rot = rotation(theta)
         for i in range(len(command)):
-            local = rot.T @ (command[i, :2] - (x, y))
-            q, signed = nearest_boundary_point(polygon, local)
+            q, signed = posed_surface_point(polygon, obs["pose"], command[i, :2])
             if signed < 0:
-                command[i, :2] = rot @ np.asarray(q) + (x, y)
+                command[i, :2] = q
         twin = command_to_action(command)
         twin[:, 2:] = np.clip(action, -1, 1)[:, 2:]
         return twin
