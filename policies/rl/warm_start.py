@@ -11,10 +11,12 @@ DLM's L_sim stage.
 - :func:`nn_initialised_ppo` builds the SB3 model: ``MultiInputPolicy`` on
   :class:`~dlm_gym.wrappers.StackVideoChannels` with
   :class:`~policies.rl.extractors.NNPlanExtractor` (``nn``'s planned action of
-  the current keyframe, then VideoCNN features of the stack), no hidden policy
-  layer, and an action head that copies the planned action: the initial
-  deterministic policy *is* ``nn``. The critic reads detached features, so
-  the value loss never moves the actor.
+  the current keyframe; then, detached, the plan, ``nn``'s latent and the step
+  for the critic), no hidden policy layer, and an action head that copies the
+  planned action: the initial deterministic policy *is* ``nn``. The critic
+  reads only detached features, so the value loss never moves the actor.
+  ``trainable`` says what PPO may change (by default ``nn``'s MLP head and the
+  action head; the video encoder stays frozen).
 - :func:`warm_up_critic` fits the critic with the actor frozen. PPO's first
   updates follow the critic's advantages; from an untrained critic they are
   noise, and the first rollouts would undo what ``nn`` knows.
